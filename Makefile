@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` (set up + whole pipeline) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# CPU wheel by default (it is on this machine's disk); CUDA users: make TORCH_SPEC='torch>=2.4' ...
+TORCH_SPEC ?= torch==2.13.0
+export PATH := $(BIN):$(PATH)
+export GX_ANALYTICS_ENABLED := False
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+
+.PHONY: run test install lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, on its own: a plain resolve would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -c constraints.txt uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	touch $@
+
+run: install
+	dvc repro
+	@echo
+	@cat reports/results.md
+	@echo
+	@python -c "import json; r=json.load(open('reports/registration.json')); print('registered', r['model_name'], 'v' + r['version'], '->', ', '.join('@' + a for a in r['aliases']))"
+
+test: install
+	python -m pytest
+
+lint: install
+	ruff check .
+	ruff format --check .
+
+clean:
+	rm -rf data/interim data/processed models reports runs mlflow.db mlartifacts

@@ -1,0 +1,40 @@
+"""Command line: ``python -m mtrec <stage> [--params params.yaml]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from mtrec.config import PARAMS_FILE, load_params
+from mtrec.errors import MtrecError
+from mtrec.stages import STAGES, stage_runner
+
+log = logging.getLogger("mtrec")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stage; expected failures print one clear line and exit 1."""
+    parser = argparse.ArgumentParser(prog="mtrec", description=__doc__)
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    # Our logs at INFO; third-party libraries (GX, MLflow, DVC) only when they warn.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log.setLevel(logging.INFO)
+    start = time.perf_counter()
+    try:
+        stage_runner(args.stage)(load_params(args.params))
+    except MtrecError as exc:
+        log.error("stage %s failed: %s", args.stage, exc)
+        print(f"mtrec {args.stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    log.info("stage %s done in %.1fs", args.stage, time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

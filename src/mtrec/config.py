@@ -1,0 +1,195 @@
+"""Typed pipeline configuration: ``params.yaml`` (plus overrides) validated in one place.
+
+Every stage, the DVC pipeline and the Airflow trigger form read the same model, so a typo
+in any of them is an error naming the bad key instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mtrec.errors import ConfigError
+
+PARAMS_FILE = "params.yaml"
+TASKS = ("click", "like", "rating", "category")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    dataset: Literal["ml-latest-small", "ml-1m", "ml-25m"] = "ml-latest-small"
+    raw_dir: str = "data/ml-latest-small"
+    download_dir: str = "data/downloads"
+    # Override the official URL / pinned checksum (a mirror, or a local file:// archive).
+    url: str | None = None
+    sha256: str | None = None
+    like_threshold: float = 4.0
+
+
+class PathsConfig(_Section):
+    """Where stages write; dvc.yaml declares the same paths through ``${paths.*}``."""
+
+    interim: str = "data/interim"
+    processed: str = "data/processed"
+    pretrained: str = "models/pretrain"
+    transferred: str = "models/transfer"
+    reports: str = "reports"
+
+    def report(self, name: str) -> Path:
+        """A report file, e.g. ``report("metrics.json")``."""
+        return Path(self.reports) / name
+
+
+class ValidateConfig(_Section):
+    examples: int = Field(5, ge=1, description="unexpected values quoted per failed rule")
+
+
+class TargetConfig(_Section):
+    genres: list[str] = ["Animation", "Children"]
+    train_fraction: float = Field(0.5, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> TargetConfig:
+        if not self.genres:
+            raise ValueError("target.genres must name at least one genre")
+        return self
+
+
+class PreprocessConfig(_Section):
+    seed: int = 2026
+    valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    min_user_interactions: int = Field(3, ge=3)
+    negatives_per_positive: int = Field(4, ge=1)
+    max_tokens: int = Field(24, ge=1, description="title + tag tokens kept per item")
+    min_token_count: int = Field(2, ge=1)
+
+
+class ModelConfig(_Section):
+    embedding_dim: int = Field(32, ge=2)
+    bottom_dims: list[int] = [64, 32]
+    tower_dims: list[int] = [16]
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(2048, ge=1)
+    lr: float = Field(3e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    patience: int = Field(2, ge=0, description="epochs without validation gain before stopping")
+    task_weights: dict[str, float] = {"click": 1.0, "like": 1.0, "rating": 0.2, "category": 0.5}
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> TrainConfig:
+        unknown = set(self.task_weights) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown task(s) {sorted(unknown)}; known: {list(TASKS)}")
+        return self
+
+
+class TransferConfig(_Section):
+    strategies: list[Literal["scratch", "finetune"]] = ["scratch", "finetune"]
+    train: TrainConfig = TrainConfig(lr=1e-3)
+
+
+class EvalConfig(_Section):
+    k: int = Field(10, ge=1)
+    seeds: list[int] = [0, 1, 2]
+    user_block: int = Field(256, ge=1, description="users scored per full-ranking block")
+
+
+class GatesConfig(_Section):
+    min_ndcg: float = Field(0.0, ge=0.0, le=1.0, description="quality floor on target NDCG@K")
+    require_transfer_gain: bool = True
+    champion_tolerance: float = Field(0.005, ge=0.0)
+
+
+class RegistryConfig(_Section):
+    model_name: str = "mtrec"
+    strategy: Literal["scratch", "finetune"] = "finetune"
+    experiment: str = "mtrec"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_root: str = "mlartifacts"
+    promote: bool = True
+
+
+class Params(_Section):
+    paths: PathsConfig = PathsConfig()
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    target: TargetConfig = TargetConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    model: ModelConfig = ModelConfig()
+    pretrain: TrainConfig = TrainConfig()
+    transfer: TransferConfig = TransferConfig()
+    eval: EvalConfig = EvalConfig()
+    gates: GatesConfig = GatesConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _registered_strategy_is_trained(self) -> Params:
+        if self.registry.strategy not in self.transfer.strategies:
+            raise ValueError(
+                f"registry.strategy {self.registry.strategy!r} is not in transfer.strategies "
+                f"{self.transfer.strategies}"
+            )
+        if self.gates.require_transfer_gain and "scratch" not in self.transfer.strategies:
+            raise ValueError("gates.require_transfer_gain needs 'scratch' in transfer.strategies")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict in the params.yaml layout (aliases, no Python-only names)."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested-dict merge; values in ``override`` win, sub-dicts merge key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_params(raw: Mapping[str, Any], source: str = "params") -> Params:
+    """Validate a params mapping; every problem is reported with its dotted key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid {source}: {problems}") from exc
+
+
+def load_params(
+    path: str | Path = PARAMS_FILE, overrides: Mapping[str, Any] | None = None
+) -> Params:
+    """Read ``params.yaml`` and apply nested ``overrides`` on top."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} not found (run from the project or run workspace)") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_params(deep_merge(raw, overrides or {}), source=str(path))
+
+
+def write_params(params: Params, path: str | Path) -> None:
+    """Write the full, validated params as YAML (what DVC and the stages read)."""
+    Path(path).write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))

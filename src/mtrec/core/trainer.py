@@ -1,0 +1,126 @@
+"""The train and eval steps, and a fit loop with early stopping on validation loss."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from mtrec.core.batches import TensorBatches
+from mtrec.core.losses import task_losses, weighted_total
+from mtrec.core.shared_bottom import SharedBottom
+
+log = logging.getLogger(__name__)
+
+# Extra loss term added to the task loss (e.g. a transfer regulariser); None for plain training.
+Penalty = Callable[[SharedBottom], torch.Tensor]
+
+
+class TrainSettings(Protocol):
+    """What the trainer reads from the typed config (``mtrec.config.TrainConfig``)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int
+    task_weights: Mapping[str, float]
+
+
+@dataclass
+class FitResult:
+    """What happened during training."""
+
+    best_epoch: int
+    best_valid_loss: float
+    epochs_run: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible")
+    return torch.device(name)
+
+
+def train_epoch(
+    model: SharedBottom,
+    batches: TensorBatches,
+    optimizer: torch.optim.Optimizer,
+    weights: Mapping[str, float],
+    penalty: Penalty | None = None,
+) -> float:
+    """One pass over ``batches``; returns the mean weighted loss."""
+    model.train()
+    total, n = 0.0, 0
+    for batch in batches:
+        out = model(batch["user"], batch["item"])
+        loss = weighted_total(task_losses(out, batch, model.item_genres), weights)
+        if penalty is not None:
+            loss = loss + penalty(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch["user"])
+        n += len(batch["user"])
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def eval_loss(model: SharedBottom, batches: TensorBatches, weights: Mapping[str, float]) -> float:
+    """Mean weighted task loss (no regulariser) over ``batches``."""
+    model.eval()
+    total, n = 0.0, 0
+    for batch in batches:
+        loss = weighted_total(
+            task_losses(model(batch["user"], batch["item"]), batch, model.item_genres), weights
+        )
+        total += loss.item() * len(batch["user"])
+        n += len(batch["user"])
+    return total / max(n, 1)
+
+
+def fit(
+    model: SharedBottom,
+    train: Mapping[str, torch.Tensor],
+    valid: Mapping[str, torch.Tensor],
+    cfg: TrainSettings,
+    seed: int,
+    device: torch.device,
+    penalty: Penalty | None = None,
+) -> FitResult:
+    """Train with Adam; keep the weights of the epoch with the lowest validation loss."""
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    model.to(device)
+    train_batches = TensorBatches(train, cfg.batch_size, shuffle=True, generator=generator).to(
+        device
+    )
+    valid_batches = TensorBatches(valid, cfg.batch_size * 4).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    best = (eval_loss(model, valid_batches, cfg.task_weights), 0)
+    best_state = copy.deepcopy(model.state_dict())
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        train_loss = train_epoch(model, train_batches, optimizer, cfg.task_weights, penalty)
+        valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
+        history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss})
+        log.info("epoch %d: train %.4f valid %.4f", epoch, train_loss, valid_loss)
+        if valid_loss < best[0]:
+            best = (valid_loss, epoch)
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - best[1] > cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    return FitResult(best[1], best[0], epoch, time.perf_counter() - start, history)

@@ -1,0 +1,1 @@
+"""Dataset adapters, canonical tables, the validation suites and preprocessing."""

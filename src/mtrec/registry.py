@@ -1,0 +1,224 @@
+"""MLflow tracking and model registry: runs, versions, aliases and the gates' decision.
+
+A candidate version always gets ``@challenger``; ``@champion`` moves only when every gate
+passes (and promotion is on). The decision, with the numbers behind it, is logged on the run
+and as tags on the version, so "why was this (not) promoted?" is answered in the MLflow UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mtrec.config import GatesConfig, RegistryConfig
+
+log = logging.getLogger(__name__)
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+FINGERPRINT_TAG = "mtrec.fingerprint"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate's verdict and the numbers that decided it."""
+
+    gate: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """All gates, and whether ``@champion`` moves."""
+
+    checks: list[Check]
+    promote_requested: bool
+
+    @property
+    def passed(self) -> bool:
+        """Every gate passed."""
+        return all(c.passed for c in self.checks)
+
+    @property
+    def promote(self) -> bool:
+        """Gates passed and promotion was asked for."""
+        return self.passed and self.promote_requested
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "promote": self.promote,
+            "passed": self.passed,
+            "promote_requested": self.promote_requested,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The current champion's headline metric and the test set it was measured on."""
+
+    version: str
+    value: float
+    test_hash: str
+
+
+def decide(
+    metrics: dict,
+    strategy: str,
+    validation_passed: bool,
+    gates: GatesConfig,
+    champion: ChampionScore | None,
+    promote: bool,
+) -> Decision:
+    """Apply the data, quality, transfer and champion gates to an evaluate-stage report."""
+    metric = f"ndcg@{metrics['k']}"
+    value = metrics["strategies"][strategy][metric]["mean"]
+    checks = [
+        Check(
+            "data",
+            validation_passed,
+            "validation passed" if validation_passed else "validation failed",
+        ),
+        Check(
+            "quality",
+            value >= gates.min_ndcg,
+            f"{metric} {value:.4f} >= floor {gates.min_ndcg}"
+            if value >= gates.min_ndcg
+            else f"{metric} {value:.4f} < floor {gates.min_ndcg}",
+        ),
+    ]
+    if gates.require_transfer_gain:
+        base = metrics["strategies"]["scratch"][metric]["mean"]
+        checks.append(
+            Check(
+                "transfer",
+                strategy != "scratch" and value > base,
+                f"{strategy} {metric} {value:.4f} vs scratch {base:.4f}",
+            )
+        )
+    if champion is None:
+        checks.append(Check("champion", True, "no current champion"))
+    elif champion.test_hash != metrics["test_hash"]:
+        # Scores on different test sets are not comparable; the gate cannot judge, so it
+        # does not block (the quality and transfer gates still apply).
+        checks.append(
+            Check(
+                "champion",
+                True,
+                f"champion v{champion.version} was scored on a different test set; not compared",
+            )
+        )
+    else:
+        floor = champion.value - gates.champion_tolerance
+        checks.append(
+            Check(
+                "champion",
+                value >= floor,
+                f"{metric} {value:.4f} vs champion v{champion.version} "
+                f"{champion.value:.4f} (tolerance {gates.champion_tolerance})",
+            )
+        )
+    return Decision(checks, promote)
+
+
+def tracking_uri(cfg: RegistryConfig) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the project-local SQLite store from params."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+
+
+def git_revision() -> str:
+    """The code's git commit: this checkout's HEAD, else what the run workspace recorded."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("MTREC_GIT_REVISION", "unknown")
+
+
+class Registry:
+    """Thin wrapper over one MLflow tracking server / registry for one experiment."""
+
+    def __init__(self, cfg: RegistryConfig) -> None:
+        import mlflow
+
+        self.cfg = cfg
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(tracking_uri(cfg))
+        self.client = mlflow.MlflowClient()
+        experiment = self.client.get_experiment_by_name(cfg.experiment)
+        if experiment is None:
+            # Local artifact folder beside the project; remote servers choose their own.
+            location = (
+                None
+                if "://" in cfg.artifact_root and not cfg.artifact_root.startswith("file:")
+                else Path(cfg.artifact_root).resolve().as_uri()
+            )
+            experiment_id = self.client.create_experiment(
+                cfg.experiment, artifact_location=location
+            )
+        else:
+            experiment_id = experiment.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+
+    def champion(self, metric: str) -> ChampionScore | None:
+        """The current ``@champion`` and its logged metric, if there is one."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client.get_model_version_by_alias(self.cfg.model_name, CHAMPION)
+        except MlflowException:
+            return None
+        run = self.client.get_run(version.run_id)
+        return ChampionScore(
+            version.version, run.data.metrics[metric], run.data.tags.get("mtrec.test_hash", "")
+        )
+
+    def existing_version(self, fingerprint: str) -> str | None:
+        """A version already registered for exactly this model (clear-and-rerun safety)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            versions = self.client.search_model_versions(f"name = '{self.cfg.model_name}'")
+        except MlflowException:
+            return None
+        for version in versions:
+            if version.tags.get(FINGERPRINT_TAG) == fingerprint:
+                return version.version
+        return None
+
+    def set_aliases(self, version: str, decision: Decision) -> list[str]:
+        """``@challenger`` always; ``@champion`` only on a passing, promotable decision."""
+        name = self.cfg.model_name
+        self.client.set_registered_model_alias(name, CHALLENGER, version)
+        aliases = [CHALLENGER]
+        for check in decision.checks:
+            self.client.set_model_version_tag(
+                name,
+                version,
+                f"gate.{check.gate}",
+                f"{'passed' if check.passed else 'failed'}: {check.detail}",
+            )
+        if decision.promote:
+            previous = self.champion_version()
+            if previous and previous != version:
+                self.client.set_model_version_tag(
+                    name, version, "mtrec.previous_champion", previous
+                )
+            self.client.set_registered_model_alias(name, CHAMPION, version)
+            aliases.append(CHAMPION)
+        return aliases
+
+    def champion_version(self) -> str | None:
+        """Version number behind ``@champion``, if any."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(self.cfg.model_name, CHAMPION).version
+        except MlflowException:
+            return None

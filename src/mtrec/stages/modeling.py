@@ -1,0 +1,88 @@
+"""What the training and evaluation stages share: reading processed data, building models,
+and the checkpoint layout under ``paths.pretrained`` / ``paths.transferred``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mtrec.config import Params
+from mtrec.core.shared_bottom import ModelSpec, SharedBottom
+from mtrec.data.tensors import item_features
+from mtrec.errors import ArtifactError
+from mtrec.io import read_json
+
+
+@dataclass
+class ProcessedData:
+    """The preprocess stage's tables, loaded."""
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    meta: dict
+
+    def rows(self, domain: str, split: str) -> pd.DataFrame:
+        """Labelled rows (positives and sampled negatives) of one domain and split."""
+        frame = self.interactions
+        return frame[(frame["domain"] == domain) & (frame["split"] == split)]
+
+
+def load_processed(params: Params) -> ProcessedData:
+    """Read the preprocess stage's output directory."""
+    root = Path(params.paths.processed)
+    try:
+        return ProcessedData(
+            *(pd.read_parquet(root / f"{n}.parquet") for n in ("interactions", "items", "users")),
+            meta=read_json(root / "meta.json"),
+        )
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{exc.filename}: missing; run the preprocess stage first") from exc
+
+
+def build_model(params: Params, data: ProcessedData, seed: int) -> SharedBottom:
+    """A freshly initialised model (seeded) with the catalogue's item features installed."""
+    meta = data.meta
+    torch.manual_seed(seed)
+    observed = data.interactions["click"] == 1
+    spec = ModelSpec(
+        n_users=meta["n_users"],
+        n_items=meta["n_items"],
+        n_tokens=meta["n_tokens"],
+        n_genres=len(meta["genres"]),
+        max_tokens=meta["max_tokens"],
+        embedding_dim=params.model.embedding_dim,
+        bottom_dims=tuple(params.model.bottom_dims),
+        tower_dims=tuple(params.model.tower_dims),
+        dropout=params.model.dropout,
+        rating_mean=float(
+            data.interactions.loc[
+                observed & (data.interactions["split"] == "train"), "rating"
+            ].mean()
+        ),
+    )
+    model = SharedBottom(spec)
+    model.set_item_features(
+        *item_features(data.items, spec.n_items, spec.max_tokens, spec.n_genres)
+    )
+    return model
+
+
+def pretrained_path(params: Params, seed: int) -> Path:
+    """Source-domain checkpoint for one seed."""
+    return Path(params.paths.pretrained) / f"seed{seed}.pt"
+
+
+def transferred_path(params: Params, strategy: str, seed: int) -> Path:
+    """Target-domain checkpoint for one strategy and seed."""
+    return Path(params.paths.transferred) / strategy / f"seed{seed}.pt"
+
+
+def load_checkpoint(path: Path) -> SharedBottom:
+    """Load a checkpoint, saying which stage should have produced a missing one."""
+    if not path.exists():
+        raise ArtifactError(f"{path}: checkpoint missing; run the stage that writes it first")
+    return SharedBottom.load(path)

@@ -1,0 +1,35 @@
+"""Stage ``pretrain``: multi-task model on the source domain, one checkpoint per seed."""
+
+from __future__ import annotations
+
+import logging
+
+from mtrec.config import Params
+from mtrec.core.trainer import fit, pick_device
+from mtrec.data.preprocess import SOURCE, TRAIN, VALID
+from mtrec.data.tensors import task_columns
+from mtrec.io import atomic_path, write_json
+from mtrec.stages.modeling import build_model, load_processed
+
+log = logging.getLogger(__name__)
+
+
+def run(params: Params) -> None:
+    """Train on source train rows, early-stop on source valid rows."""
+    data = load_processed(params)
+    train, valid = (task_columns(data.rows(SOURCE, s)) for s in (TRAIN, VALID))
+    device = pick_device(params.pretrain.device)
+    report = {}
+    with atomic_path(params.paths.pretrained) as out_dir:
+        out_dir.mkdir()
+        for seed in params.eval.seeds:
+            model = build_model(params, data, seed)
+            result = fit(model, train, valid, params.pretrain, seed, device)
+            model.cpu().save(out_dir / f"seed{seed}.pt")
+            report[f"seed{seed}"] = {
+                "best_epoch": result.best_epoch,
+                "seconds": result.seconds,
+                "valid_loss": result.best_valid_loss,
+            }
+            log.info("pretrained seed %d: %s", seed, report[f"seed{seed}"])
+    write_json(params.paths.report("pretrain.json"), report)

@@ -1,0 +1,133 @@
+"""Stage ``register``: log the run to MLflow, register the model, apply the gates."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from mtrec.config import Params
+from mtrec.data.preprocess import TARGET
+from mtrec.io import read_json, sha256_file, write_json
+from mtrec.registry import FINGERPRINT_TAG, Registry, decide, git_revision
+from mtrec.stages import evaluate, validate
+from mtrec.stages.modeling import load_processed, transferred_path
+
+log = logging.getLogger(__name__)
+
+REPORT = "registration.json"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def metric_key(name: str) -> str:
+    """MLflow metric names cannot hold '@': ndcg@10 -> ndcg_at_10."""
+    return name.replace("@", "_at_")
+
+
+def _log_run(params: Params, metrics: dict, decision: dict, checkpoint: Path) -> str:
+    """One MLflow run: params, metrics, lineage, reports, decision, and the pyfunc model."""
+    import mlflow
+
+    from mtrec.serving import SIGNATURE, TopKRecommender, build_bundle
+
+    strategy, cfg = params.registry.strategy, params.registry
+    with (
+        mlflow.start_run(run_name=f"{strategy}-{params.data.dataset}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        mlflow.log_params(_flatten(params.to_dict()))
+        for name, values in metrics["strategies"].items():
+            mlflow.log_metrics(
+                {
+                    metric_key(f"{name}.{m}.{stat}"): v[stat]
+                    for m, v in values.items()
+                    if m != "per_seed"
+                    for stat in v
+                }
+            )
+        headline = metrics["strategies"][strategy]
+        mlflow.log_metrics(
+            {metric_key(m): v["mean"] for m, v in headline.items() if m != "per_seed"}
+        )
+        mlflow.set_tags(
+            {
+                "mtrec.git_revision": git_revision(),
+                "mtrec.strategy": strategy,
+                "mtrec.test_hash": metrics["test_hash"],
+                "mtrec.dataset": params.data.dataset,
+            }
+        )
+        for lineage in ("dvc.lock", "params.yaml"):
+            if Path(lineage).exists():
+                mlflow.log_artifact(lineage, "lineage")
+        mlflow.log_artifacts(params.paths.reports, "reports")
+        mlflow.log_dict(decision, "decision.json")
+        bundle = build_bundle(load_processed(params), TARGET, Path(tmp) / "bundle.pt")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=TopKRecommender(),
+            artifacts={"model": str(checkpoint), "bundle": str(bundle)},
+            code_paths=[str(Path(__file__).resolve().parents[1])],
+            signature=SIGNATURE,
+            registered_model_name=cfg.model_name,
+        )
+    return str(info.registered_model_version)
+
+
+def run(params: Params) -> None:
+    """Register the configured strategy's first-seed model and move aliases per the gates."""
+    metrics = read_json(params.paths.report(evaluate.METRICS_FILE))
+    validation = read_json(params.paths.report(validate.REPORT))
+    checkpoint = transferred_path(params, params.registry.strategy, params.eval.seeds[0])
+    registry = Registry(params.registry)
+    metric = metric_key(f"ndcg@{metrics['k']}")
+    fingerprint = sha256_file(checkpoint)
+    existing = registry.existing_version(fingerprint)
+    champion = registry.champion(metric)
+    if champion is not None and champion.version == existing:
+        champion = None  # re-running the champion's own registration compares it with nothing
+    decision = decide(
+        metrics,
+        params.registry.strategy,
+        validation["success"],
+        params.gates,
+        champion,
+        params.registry.promote,
+    )
+    if existing:
+        version = existing
+        log.info(
+            "model already registered as %s v%s; not registering again",
+            params.registry.model_name,
+            version,
+        )
+    else:
+        version = _log_run(params, metrics, decision.to_dict(), checkpoint)
+        registry.client.set_model_version_tag(
+            params.registry.model_name, version, FINGERPRINT_TAG, fingerprint
+        )
+    aliases = registry.set_aliases(version, decision)
+    for check in decision.checks:
+        log.info(
+            "gate %-9s %s: %s", check.gate, "passed" if check.passed else "FAILED", check.detail
+        )
+    log.info("%s v%s -> @%s", params.registry.model_name, version, ", @".join(aliases))
+    write_json(
+        params.paths.report(REPORT),
+        {
+            "model_name": params.registry.model_name,
+            "version": version,
+            "aliases": aliases,
+            "decision": decision.to_dict(),
+        },
+    )

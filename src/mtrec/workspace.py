@@ -1,0 +1,159 @@
+"""Per-run DVC workspaces: how Airflow runs the same stages ``dvc repro`` runs on a laptop.
+
+Each DAG run gets ``runs/<run_id>/`` holding its own ``params.yaml`` (defaults ⊕ trigger
+form), ``dvc.yaml``, the code and raw data it depends on, and a DVC config pointing at the
+project's shared cache. A task runs ``dvc repro <stage>`` there: unchanged stages are restored
+from the run-cache instead of recomputed, concurrent runs never share a workspace lock, and the
+run's ``dvc.lock`` records every data and model hash for the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mtrec.config import PARAMS_FILE, Params, load_params, write_params
+from mtrec.errors import StageFailed
+from mtrec.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+RUNS_DIR = "runs"
+RUN_INFO = "run.json"
+_TAIL_LINES = 40
+
+
+def form_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
+    """Map the Airflow trigger form's fields onto nested params overrides."""
+    overrides: dict[str, Any] = {}
+    if "target_genres" in form:
+        overrides["target"] = {"genres": list(form["target_genres"])}
+    if "strategies" in form:
+        overrides.setdefault("transfer", {})["strategies"] = list(form["strategies"])
+    if "epochs" in form:
+        overrides["pretrain"] = {"epochs": int(form["epochs"])}
+        overrides.setdefault("transfer", {})["train"] = {"epochs": int(form["epochs"])}
+    if "seeds" in form:
+        overrides["eval"] = {"seeds": [int(s) for s in form["seeds"]]}
+    if "promote" in form:
+        overrides["registry"] = {"promote": bool(form["promote"])}
+    return overrides
+
+
+def _absolute_locations(params: Params, project: Path) -> Params:
+    """Point the registry and downloads at the project, not at the throwaway workspace."""
+    reg, data = params.registry, params.data
+    updates: dict[str, Any] = {}
+    if reg.tracking_uri.startswith("sqlite:///") and not reg.tracking_uri.startswith("sqlite:////"):
+        db = project / reg.tracking_uri.removeprefix("sqlite:///")
+        updates["registry"] = reg.model_copy(
+            update={
+                "tracking_uri": f"sqlite:///{db}",
+                "artifact_root": str(project / reg.artifact_root)
+                if "://" not in reg.artifact_root
+                else reg.artifact_root,
+            }
+        )
+    updates["data"] = data.model_copy(update={"download_dir": str(project / data.download_dir)})
+    return params.model_copy(update=updates)
+
+
+def _git_revision(project: Path) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(project), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    # Hard links cost nothing and the stages never write into their inputs.
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(
+        src,
+        dst,
+        copy_function=link,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+
+
+def _dvc(workspace: Path, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=workspace,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def create_workspace(
+    project: Path, run_id: str, overrides: Mapping[str, Any] | None = None
+) -> Path:
+    """Create (or, on a task retry, refresh) the workspace of one run; returns its path."""
+    project = project.resolve()
+    params = _absolute_locations(load_params(project / PARAMS_FILE, overrides), project)
+    workspace = project / RUNS_DIR / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    workspace.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(project / "dvc.yaml", workspace / "dvc.yaml")
+    _link_tree(project / "src" / "mtrec", workspace / "src" / "mtrec")
+    raw_dir = Path(params.data.raw_dir)
+    if not raw_dir.is_absolute() and (project / raw_dir).exists():
+        _link_tree(project / raw_dir, workspace / raw_dir)
+    write_params(params, workspace / PARAMS_FILE)
+    if not (workspace / ".dvc").exists():
+        _dvc(workspace, "init", "--no-scm", "-q")
+        cache = project / ".dvc" / "cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        _dvc(workspace, "config", "cache.dir", str(cache))
+    write_json(
+        workspace / RUN_INFO,
+        {"run_id": run_id, "project": str(project), "git_revision": _git_revision(project)},
+    )
+    log.info("workspace for run %s: %s", run_id, workspace)
+    return workspace
+
+
+def run_stage(workspace: Path, stage: str) -> None:
+    """``dvc repro <stage>`` in the workspace, streaming its output into the task log."""
+    info = read_json(workspace / RUN_INFO)
+    env = os.environ | {
+        # The stage commands call `python`: make it this interpreter, whatever the worker's PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MTREC_GIT_REVISION": info["git_revision"],
+    }
+    tail: deque[str] = deque(maxlen=_TAIL_LINES)
+    with subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", stage],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.info("%s", line.rstrip())
+            tail.append(line.rstrip())
+    if proc.returncode != 0:
+        raise StageFailed(
+            f"stage {stage} failed in {workspace} (exit {proc.returncode}):\n" + "\n".join(tail)
+        )
