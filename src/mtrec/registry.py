@@ -189,7 +189,7 @@ class Registry:
             return None
         for version in versions:
             if version.tags.get(FINGERPRINT_TAG) == fingerprint:
-                return version.version
+                return str(version.version)
         return None
 
     def set_aliases(self, version: str, decision: Decision) -> list[str]:
@@ -219,6 +219,8 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.client.get_model_version_by_alias(self.cfg.model_name, CHAMPION).version
+            return str(
+                self.client.get_model_version_by_alias(self.cfg.model_name, CHAMPION).version
+            )
         except MlflowException:
             return None

@@ -1,0 +1,66 @@
+"""Shared fixtures: the bundled data, a throwaway copy of the project for end-to-end runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import great_expectations  # noqa: F401  (imported before anything pulls in airflow)
+import pytest
+import yaml
+
+from mtrec.config import DataConfig, deep_merge
+from mtrec.data.canonical import CanonicalTables
+from mtrec.data.movielens import load_movielens
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = PROJECT_ROOT / "data" / "ml-latest-small"
+# Small enough for CI, large enough that every stage does real work on the real data.
+TINY = {"eval": {"seeds": [0]}, "pretrain": {"epochs": 2}, "transfer": {"train": {"epochs": 2}}}
+
+
+@pytest.fixture(scope="session")
+def canonical() -> CanonicalTables:
+    """The bundled MovieLens data as canonical tables (read once per session)."""
+    return load_movielens(DataConfig(raw_dir=str(BUNDLED)))
+
+
+def tool_env(tmp: Path) -> dict[str, str]:
+    """Environment for subprocesses: this venv first on PATH, a private MLflow store."""
+    return os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project (code, dvc.yaml, bundled data) with tiny params, DVC-initialised."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy2(PROJECT_ROOT / "dvc.yaml", root)
+    shutil.copytree(
+        PROJECT_ROOT / "src" / "mtrec",
+        root / "src" / "mtrec",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copytree(BUNDLED, root / "data" / "ml-latest-small")
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, TINY), sort_keys=False))
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
+    return root
+
+
+def run_dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the dvc CLI in ``root`` as a user would; output captured, exit code not checked."""
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=root,
+        text=True,
+        capture_output=True,
+        env=tool_env(root.parent),
+    )

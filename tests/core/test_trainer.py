@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from mtrec.config import TrainConfig
+from mtrec.core.batches import TensorBatches
+from mtrec.core.evaluation import RankingTask, evaluate_model
+from mtrec.core.metrics import auc
+from mtrec.core.trainer import eval_loss, fit
+
+from .helpers import learnable_rows, tiny_model
+
+CFG = TrainConfig(
+    epochs=30,
+    batch_size=64,
+    lr=0.02,
+    patience=30,
+    task_weights={"click": 1.0, "like": 0.5, "rating": 0.1, "category": 0.1},
+)
+
+
+def test_loss_falls_and_the_problem_is_learned() -> None:
+    model = tiny_model()
+    train, valid = learnable_rows(2000, seed=1), learnable_rows(500, seed=2)
+    before = eval_loss(model, TensorBatches(valid, 256), CFG.task_weights)
+    result = fit(model, train, valid, CFG, seed=0, device=torch.device("cpu"))
+    assert result.best_valid_loss < 0.5 * before
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    model.eval()
+    assert auc(model(valid["user"], valid["item"])["click"], valid["click"]) > 0.95
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    model = tiny_model()
+    train, valid = learnable_rows(300, seed=1), learnable_rows(100, seed=2)
+    cfg = CFG.model_copy(update={"epochs": 40, "patience": 1, "lr": 0.1})
+    result = fit(model, train, valid, cfg, seed=0, device=torch.device("cpu"))
+    best = min(h["valid_loss"] for h in result.history)
+    assert result.best_valid_loss == best
+    assert eval_loss(model, TensorBatches(valid, 256), cfg.task_weights) == pytest.approx(best)
+
+
+def test_training_is_deterministic_for_a_seed() -> None:
+    train, valid = learnable_rows(500, seed=1), learnable_rows(100, seed=2)
+    cfg = CFG.model_copy(update={"epochs": 3})
+    first, second = tiny_model(), tiny_model()
+    fit(first, train, valid, cfg, seed=5, device=torch.device("cpu"))
+    fit(second, train, valid, cfg, seed=5, device=torch.device("cpu"))
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_evaluate_model_reports_every_metric() -> None:
+    model = tiny_model()
+    rows = learnable_rows(200)
+    task = RankingTask(
+        users=torch.tensor([1, 2]),
+        candidates=torch.arange(1, 11),
+        seen=(torch.tensor([1]), torch.tensor([0])),
+        relevant=(torch.tensor([1, 2]), torch.tensor([3, 4])),
+    )
+    metrics = evaluate_model(model, rows, task, k=5, block=1)
+    assert set(metrics) == {
+        "click_auc",
+        "like_auc",
+        "rating_rmse",
+        "rating_mae",
+        "ndcg@5",
+        "hr@5",
+        "recall@5",
+        "mrr",
+    }
+    assert all(0.0 <= metrics[m] <= 1.0 for m in ("click_auc", "ndcg@5", "hr@5", "mrr"))

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from mtrec.config import PreprocessConfig, TargetConfig
+from mtrec.data.preprocess import preprocess
+from mtrec.errors import DataValidationError
+
+TARGET = TargetConfig(genres=["Animation", "Children"], train_fraction=1.0)
+
+
+@pytest.fixture(scope="module")
+def full(canonical):
+    return preprocess(canonical, TARGET, PreprocessConfig())
+
+
+def test_domains_split_by_target_genres(full, canonical) -> None:
+    cats = canonical.items.set_index("item")["categories"]
+    items = full.items.set_index("item")
+    is_target = items.index.map(lambda i: bool({"Animation", "Children"} & set(cats[i])))
+    assert ((items["domain"] == "target") == is_target).all()
+
+
+def test_split_is_temporal_per_user_and_domain(full) -> None:
+    pos = full.interactions[full.interactions["click"] == 1]
+    bounds = pos.groupby(["user_idx", "domain", "split"])["timestamp"].agg(["min", "max"]).unstack()
+    has_test = bounds["min"]["test"].notna()
+    assert (bounds["max"]["train"][has_test] <= bounds["min"]["test"][has_test]).all()
+    assert (bounds["max"]["valid"][has_test] <= bounds["min"]["test"][has_test]).all()
+
+
+def test_negatives_are_unobserved_items_of_the_same_domain(full) -> None:
+    inter, items = full.interactions, full.items.set_index("item_idx")
+    neg, pos = inter[inter["click"] == 0], inter[inter["click"] == 1]
+    assert len(neg) == 4 * len(pos)
+    assert not set(zip(neg["user_idx"], neg["item_idx"], strict=True)) & set(
+        zip(pos["user_idx"], pos["item_idx"], strict=True)
+    )
+    assert (items.loc[neg["item_idx"], "domain"].to_numpy() == neg["domain"].to_numpy()).all()
+    assert neg["rating"].isna().all() and (neg["like"] == 0).all()
+
+
+def test_target_thinning_keeps_the_requested_fraction(full, canonical) -> None:
+    half = preprocess(
+        canonical, TARGET.model_copy(update={"train_fraction": 0.5}), PreprocessConfig()
+    )
+
+    def target_train(p):
+        i = p.interactions
+        return ((i["domain"] == "target") & (i["split"] == "train") & (i["click"] == 1)).sum()
+
+    assert 0.45 < target_train(half) / target_train(full) < 0.55
+    untouched = full.interactions[full.interactions["domain"] == "source"]
+    assert len(half.interactions[half.interactions["domain"] == "source"]) == len(untouched)
+
+
+def test_ids_are_dense_with_zero_reserved(full) -> None:
+    assert full.items["item_idx"].min() == 1
+    assert full.meta["n_items"] == len(full.items) + 1
+    assert np.array_equal(np.sort(full.users["user_idx"]), np.arange(1, len(full.users) + 1))
+
+
+def test_unknown_target_genre_is_a_clear_error(canonical) -> None:
+    with pytest.raises(DataValidationError, match="match no item"):
+        preprocess(canonical, TargetConfig(genres=["Cartoons"]), PreprocessConfig())

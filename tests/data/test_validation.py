@@ -1,0 +1,60 @@
+import shutil
+
+import pandas as pd
+import pytest
+
+from mtrec.config import DataConfig
+from mtrec.data.movielens import load_movielens
+from mtrec.data.validation import validate_tables
+
+from ..conftest import BUNDLED
+
+
+@pytest.fixture
+def raw_copy(tmp_path):
+    shutil.copytree(BUNDLED, tmp_path / "raw")
+    return tmp_path / "raw"
+
+
+def _validate(raw_dir):
+    return validate_tables(load_movielens(DataConfig(raw_dir=str(raw_dir))))
+
+
+def test_bundled_data_passes(canonical) -> None:
+    report = validate_tables(canonical)
+    assert report.success, report.summary()
+    assert report.expectations >= 15
+
+
+def test_out_of_range_ratings_are_named_with_file_column_and_count(raw_copy) -> None:
+    ratings = pd.read_csv(raw_copy / "ratings.csv")
+    ratings.loc[[5, 50, 500], "rating"] = 9.0
+    ratings.to_csv(raw_copy / "ratings.csv", index=False)
+    report = _validate(raw_copy)
+    assert not report.success
+    [failure] = report.failures
+    assert (failure.file, failure.column, failure.count) == ("ratings.csv", "rating", 3)
+    assert "expect_column_values_to_be_between" in failure.rule
+    assert failure.examples == ["9.0", "9.0", "9.0"]
+    assert "ratings.csv, column 'rating'" in report.summary()
+    assert "3 of 100836 rows" in report.summary()
+
+
+def test_renamed_column_is_reported_missing(raw_copy) -> None:
+    ratings = pd.read_csv(raw_copy / "ratings.csv").rename(columns={"rating": "score"})
+    ratings.to_csv(raw_copy / "ratings.csv", index=False)
+    report = _validate(raw_copy)
+    assert [(f.file, f.column, f.rule) for f in report.failures] == [
+        ("ratings.csv", "rating", "expect_column_to_exist")
+    ]
+    assert "the column is missing" in report.summary()
+
+
+def test_interactions_with_unknown_items_fail_referential_integrity(raw_copy) -> None:
+    ratings = pd.read_csv(raw_copy / "ratings.csv")
+    ratings.loc[ratings.groupby("userId").head(1).index[:2], "movieId"] = 99_999_999
+    ratings.to_csv(raw_copy / "ratings.csv", index=False)
+    failures = _validate(raw_copy).failures
+    assert [(f.column, f.rule, f.count) for f in failures] == [
+        ("movieId", "expect_column_values_to_be_in_set", 2)
+    ]
