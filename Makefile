@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# torch first, on its own: a plain resolve would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -c constraints.txt uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev,stack]"
 	touch $@
 
 run: install
