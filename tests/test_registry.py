@@ -1,7 +1,7 @@
 import pytest
 
-from mtrec.config import GatesConfig
-from mtrec.registry import ChampionScore, decide
+from mtrec.config import GatesConfig, RegistryConfig
+from mtrec.registry import ChampionScore, artifact_location, decide
 
 GATES = GatesConfig(min_ndcg=0.05, require_transfer_gain=True, champion_tolerance=0.005)
 
@@ -64,3 +64,12 @@ def test_passing_gates_without_promotion_keep_the_champion() -> None:
 def test_scratch_cannot_pass_the_transfer_gate() -> None:
     decision = decide(_metrics(0.09, 0.08), "scratch", True, GATES, None, promote=True)
     assert _gates(decision)["transfer"] is False
+
+
+@pytest.mark.parametrize(("root", "uri", "expected"), [
+    ("s3://mlflow", "http://mlflow:5000", "s3://mlflow"),
+    ("mlartifacts", "http://mlflow:5000", None),
+    ("/abs/mlartifacts", "sqlite:///mlflow.db", "file:///abs/mlartifacts"),
+])
+def test_artifact_location_follows_the_store(root, uri, expected) -> None:
+    assert artifact_location(RegistryConfig(artifact_root=root), uri) == expected

@@ -131,6 +131,16 @@ def tracking_uri(cfg: RegistryConfig) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
 
 
+def artifact_location(cfg: RegistryConfig, uri: str) -> str | None:
+    """Where a new experiment keeps artifacts: a URI as given; a tracking server's own store
+    (``--serve-artifacts``) for remote servers; else the local folder, made absolute."""
+    if "://" in cfg.artifact_root:
+        return cfg.artifact_root
+    if uri.startswith(("http://", "https://")):
+        return None
+    return Path(cfg.artifact_root).resolve().as_uri()
+
+
 def git_revision() -> str:
     """The code's git commit: this checkout's HEAD, else what the run workspace recorded."""
     try:
@@ -148,19 +158,12 @@ class Registry:
         import mlflow
 
         self.cfg = cfg
-        self.mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri(cfg))
         self.client = mlflow.MlflowClient()
         experiment = self.client.get_experiment_by_name(cfg.experiment)
         if experiment is None:
-            # Local artifact folder beside the project; remote servers choose their own.
-            location = (
-                None
-                if "://" in cfg.artifact_root and not cfg.artifact_root.startswith("file:")
-                else Path(cfg.artifact_root).resolve().as_uri()
-            )
             experiment_id = self.client.create_experiment(
-                cfg.experiment, artifact_location=location
+                cfg.experiment, artifact_location=artifact_location(cfg, tracking_uri(cfg))
             )
         else:
             experiment_id = experiment.experiment_id

@@ -178,6 +178,7 @@ def load_movielens(cfg: DataConfig) -> CanonicalTables:
     text = titles.str.replace(_YEAR, "", regex=True).str.strip()
     sources = {
         "interactions": TableSource(str(ratings_path), rating_cols),
+        "users": TableSource(str(ratings_path), {"userId": "user"}),
         "items": TableSource(str(movies_path), item_cols),
     }
     if release.tags and (raw_dir / release.tags).exists():

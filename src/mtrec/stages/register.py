@@ -94,8 +94,6 @@ def run(params: Params) -> None:
     fingerprint = sha256_file(checkpoint)
     existing = registry.existing_version(fingerprint)
     champion = registry.champion(metric)
-    if champion is not None and champion.version == existing:
-        champion = None  # re-running the champion's own registration compares it with nothing
     decision = decide(
         metrics,
         params.registry.strategy,
