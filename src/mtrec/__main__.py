@@ -29,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stage_runner(args.stage)(load_params(args.params))
     except MtrecError as exc:
-        log.error("stage %s failed: %s", args.stage, exc)
         print(f"mtrec {args.stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     log.info("stage %s done in %.1fs", args.stage, time.perf_counter() - start)
