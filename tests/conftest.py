@@ -37,10 +37,10 @@ def tool_env(tmp: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the project (code, dvc.yaml, bundled data) with tiny params, DVC-initialised."""
-    root = tmp_path / "project"
+def make_project(parent: Path) -> Path:
+    """A copy of the project (code, suites, dvc.yaml, bundled data) with tiny params,
+    DVC-initialised; its MLflow store is ``parent/mlflow.db`` (see :func:`tool_env`)."""
+    root = parent / "project"
     root.mkdir()
     shutil.copy2(PROJECT_ROOT / "dvc.yaml", root)
     shutil.copytree(
@@ -49,10 +49,23 @@ def project(tmp_path: Path) -> Path:
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     shutil.copytree(BUNDLED, root / "data" / "ml-latest-small")
+    shutil.copytree(PROJECT_ROOT / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, TINY), sort_keys=False))
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh project copy for one test."""
+    return make_project(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy shared by the tests of one module (for expensive set-ups)."""
+    return make_project(tmp_path_factory.mktemp("module"))
 
 
 def run_dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

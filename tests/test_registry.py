@@ -66,10 +66,13 @@ def test_scratch_cannot_pass_the_transfer_gate() -> None:
     assert _gates(decision)["transfer"] is False
 
 
-@pytest.mark.parametrize(("root", "uri", "expected"), [
-    ("s3://mlflow", "http://mlflow:5000", "s3://mlflow"),
-    ("mlartifacts", "http://mlflow:5000", None),
-    ("/abs/mlartifacts", "sqlite:///mlflow.db", "file:///abs/mlartifacts"),
-])
+@pytest.mark.parametrize(
+    ("root", "uri", "expected"),
+    [
+        ("s3://mlflow", "http://mlflow:5000", "s3://mlflow"),
+        ("mlartifacts", "http://mlflow:5000", None),
+        ("/abs/mlartifacts", "sqlite:///mlflow.db", "file:///abs/mlartifacts"),
+    ],
+)
 def test_artifact_location_follows_the_store(root, uri, expected) -> None:
     assert artifact_location(RegistryConfig(artifact_root=root), uri) == expected

@@ -41,14 +41,27 @@ class PathsConfig(_Section):
     pretrained: str = "models/pretrain"
     transferred: str = "models/transfer"
     reports: str = "reports"
+    # Profile of the last data that passed validation: shared across runs, not a DVC output.
+    accepted: str = "data/accepted"
 
     def report(self, name: str) -> Path:
         """A report file, e.g. ``report("metrics.json")``."""
         return Path(self.reports) / name
 
 
+class VolumeTolerance(_Section):
+    """How far new data may move from the last accepted data before the gate fails."""
+
+    rows: float = Field(0.5, gt=0.0, description="relative change in interaction rows")
+    rating_mean: float = Field(0.25, gt=0.0, description="absolute change in mean rating")
+    like_rate: float = Field(0.1, gt=0.0, description="absolute change in like rate")
+    items_per_user: float = Field(0.5, gt=0.0, description="relative change in items per user")
+
+
 class ValidateConfig(_Section):
     examples: int = Field(5, ge=1, description="unexpected values quoted per failed rule")
+    gx_root: str = Field(".", description="folder holding the GX file context gx/")
+    tolerance: VolumeTolerance = VolumeTolerance()
 
 
 class TargetConfig(_Section):

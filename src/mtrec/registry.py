@@ -151,6 +151,28 @@ def git_revision() -> str:
         return os.environ.get("MTREC_GIT_REVISION", "unknown")
 
 
+def log_validation(cfg: RegistryConfig, report: dict[str, Any], docs_dir: str | Path) -> None:
+    """One MLflow run per data-gate verdict, passed or failed: counts, report, Data Docs."""
+    import mlflow
+
+    Registry(cfg)  # tracking URI and experiment
+    with mlflow.start_run(run_name="validate"):
+        mlflow.set_tags(
+            {
+                "mtrec.stage": "validate",
+                "mtrec.data_gate": "passed" if report["success"] else "failed",
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "validation.expectations": report["expectations"],
+                "validation.failures": len(report["failures"]),
+            }
+        )
+        mlflow.log_dict(report, "validation.json")
+        mlflow.log_artifacts(str(docs_dir), "data_docs")
+
+
 class Registry:
     """Thin wrapper over one MLflow tracking server / registry for one experiment."""
 

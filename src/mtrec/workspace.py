@@ -63,6 +63,10 @@ def _absolute_locations(params: Params, project: Path) -> Params:
             }
         )
     updates["data"] = data.model_copy(update={"download_dir": str(project / data.download_dir)})
+    # The accepted-data profile is shared by every run, so it lives in the project.
+    updates["paths"] = params.paths.model_copy(
+        update={"accepted": str(project / params.paths.accepted)}
+    )
     return params.model_copy(update=updates)
 
 
@@ -115,6 +119,13 @@ def create_workspace(
     workspace.mkdir(parents=True, exist_ok=True)
     shutil.copy2(project / "dvc.yaml", workspace / "dvc.yaml")
     _link_tree(project / "src" / "mtrec", workspace / "src" / "mtrec")
+    # Copied, not linked: GX writes its run state (validations, Data Docs) under gx/.
+    shutil.copytree(
+        project / "gx",
+        workspace / "gx",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("uncommitted"),
+    )
     raw_dir = Path(params.data.raw_dir)
     if not raw_dir.is_absolute() and (project / raw_dir).exists():
         _link_tree(project / raw_dir, workspace / raw_dir)

@@ -3,11 +3,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from mtrec.config import DataConfig
+from mtrec.config import DataConfig, VolumeTolerance
 from mtrec.data.movielens import load_movielens
-from mtrec.data.validation import validate_tables
+from mtrec.data.validation import profile, validate_tables
 
-from ..conftest import BUNDLED
+from ..conftest import BUNDLED, PROJECT_ROOT
 
 
 @pytest.fixture
@@ -16,14 +16,31 @@ def raw_copy(tmp_path):
     return tmp_path / "raw"
 
 
-def _validate(raw_dir):
-    return validate_tables(load_movielens(DataConfig(raw_dir=str(raw_dir))))
+def _validate(raw_dir, baseline=None):
+    tables = load_movielens(DataConfig(raw_dir=str(raw_dir)))
+    return validate_tables(tables, PROJECT_ROOT, baseline, VolumeTolerance())
 
 
-def test_bundled_data_passes(canonical) -> None:
-    report = validate_tables(canonical)
-    assert report.success, report.summary()
-    assert report.expectations >= 15
+def test_bundled_data_passes_with_and_without_a_baseline(canonical, tmp_path) -> None:
+    first = validate_tables(
+        canonical, PROJECT_ROOT, None, VolumeTolerance(), docs_dir=tmp_path / "docs"
+    )
+    assert first.success, first.summary()
+    assert not first.volume_checked and "volume not checked" in first.summary()
+    assert (tmp_path / "docs" / "index.html").exists()
+    second = validate_tables(canonical, PROJECT_ROOT, profile(canonical), VolumeTolerance())
+    assert second.success and second.volume_checked
+    assert second.expectations > first.expectations
+
+
+def test_distribution_shift_fails_the_volume_rules(raw_copy, canonical) -> None:
+    ratings = pd.read_csv(raw_copy / "ratings.csv")
+    ratings["rating"] = (ratings["rating"] - 1.0).clip(lower=0.5)  # everyone got grumpier
+    ratings.to_csv(raw_copy / "ratings.csv", index=False)
+    report = _validate(raw_copy, baseline=profile(canonical))
+    rules = {f.rule.split(" ")[0] for f in report.failures}
+    assert rules == {"expect_column_mean_to_be_between"}
+    assert {f.column for f in report.failures} == {"rating", "like"}
 
 
 def test_out_of_range_ratings_are_named_with_file_column_and_count(raw_copy) -> None:

@@ -29,6 +29,15 @@ class TableSource:
         return canonical
 
 
+@dataclass(frozen=True)
+class ParseIssue:
+    """Lines of a raw file that could not be parsed (skipped on read, failed by the gate)."""
+
+    file: str
+    count: int
+    examples: list[str]
+
+
 @dataclass
 class CanonicalTables:
     """interactions (user, item, domain, timestamp, rating, click, like), items, users."""
@@ -39,6 +48,8 @@ class CanonicalTables:
     sources: dict[str, TableSource]
     dataset: str
     rating_scale: tuple[float, float]
+    known_genres: tuple[str, ...] = ()
+    parse_issues: list[ParseIssue] = field(default_factory=list)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The tables by name."""
@@ -49,6 +60,8 @@ class CanonicalTables:
         meta = {
             "dataset": self.dataset,
             "rating_scale": list(self.rating_scale),
+            "known_genres": list(self.known_genres),
+            "parse_issues": [asdict(issue) for issue in self.parse_issues],
             "rows": {name: len(frame) for name, frame in self.frames().items()},
             "sources": {name: asdict(src) for name, src in self.sources.items()},
         }
@@ -68,4 +81,6 @@ class CanonicalTables:
             sources={k: TableSource(**v) for k, v in meta["sources"].items()},
             dataset=meta["dataset"],
             rating_scale=tuple(meta["rating_scale"]),
+            known_genres=tuple(meta["known_genres"]),
+            parse_issues=[ParseIssue(**issue) for issue in meta["parse_issues"]],
         )

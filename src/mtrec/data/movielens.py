@@ -11,6 +11,7 @@ import logging
 import re
 import shutil
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtrec.config import DataConfig
-from mtrec.data.canonical import CanonicalTables, TableSource
+from mtrec.data.canonical import CanonicalTables, ParseIssue, TableSource
 from mtrec.errors import ChecksumMismatch, DataSourceError
 from mtrec.io import sha256_file
 
@@ -27,6 +28,29 @@ log = logging.getLogger(__name__)
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 NO_GENRES = "(no genres listed)"
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
+_BAD_LINE = re.compile(r"Skipping line (\d+): (.+)")
+_GENRES = (
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "IMAX",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+_GENRES_1M = tuple("Children's" if g == "Children" else g for g in _GENRES if g != "IMAX")
 
 
 @dataclass(frozen=True)
@@ -35,39 +59,50 @@ class MovieLensRelease:
 
     url: str | None
     sha256: str | None
-    folder: str
     ratings: str
     movies: str
     tags: str | None
     separator: str
     encoding: str
+    genres: tuple[str, ...]
+    rating_scale: tuple[float, float]
 
 
 # sha256 of the official ML-1M zip (the same digest is pinned by several independent
 # projects). GroupLens publishes only md5 files, so ML-25M needs data.sha256 from the user.
 RELEASES: dict[str, MovieLensRelease] = {
     "ml-latest-small": MovieLensRelease(
-        None, None, "ml-latest-small", "ratings.csv", "movies.csv", "tags.csv", ",", "utf-8"
+        url=None,
+        sha256=None,
+        ratings="ratings.csv",
+        movies="movies.csv",
+        tags="tags.csv",
+        separator=",",
+        encoding="utf-8",
+        genres=_GENRES,
+        rating_scale=(0.5, 5.0),
     ),
     "ml-1m": MovieLensRelease(
-        f"{_GROUPLENS}/ml-1m.zip",
-        "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
-        "ml-1m",
-        "ratings.dat",
-        "movies.dat",
-        None,
-        "::",
-        "latin-1",
+        url=f"{_GROUPLENS}/ml-1m.zip",
+        sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+        ratings="ratings.dat",
+        movies="movies.dat",
+        tags=None,
+        separator="::",
+        encoding="latin-1",
+        genres=_GENRES_1M,
+        rating_scale=(1.0, 5.0),
     ),
     "ml-25m": MovieLensRelease(
-        f"{_GROUPLENS}/ml-25m.zip",
-        None,
-        "ml-25m",
-        "ratings.csv",
-        "movies.csv",
-        "tags.csv",
-        ",",
-        "utf-8",
+        url=f"{_GROUPLENS}/ml-25m.zip",
+        sha256=None,
+        ratings="ratings.csv",
+        movies="movies.csv",
+        tags="tags.csv",
+        separator=",",
+        encoding="utf-8",
+        genres=_GENRES,
+        rating_scale=(0.5, 5.0),
     ),
 }
 _DAT_COLUMNS = {
@@ -122,22 +157,33 @@ def resolve_raw_dir(cfg: DataConfig) -> Path:
     return fetch_archive(url, sha256, Path(cfg.download_dir))
 
 
-def _read(path: Path, release: MovieLensRelease) -> pd.DataFrame:
+def _read(path: Path, release: MovieLensRelease, issues: list[ParseIssue]) -> pd.DataFrame:
+    """Read leniently: undecodable bytes become U+FFFD, malformed lines are skipped and
+    recorded in ``issues``, an empty file is an empty table; validation judges the result."""
     if not path.exists():
         raise DataSourceError(f"{path}: file not found")
-    try:
-        if release.separator == ",":
-            return pd.read_csv(path, encoding=release.encoding)
-        return pd.read_csv(
-            path,
-            sep=release.separator,
-            engine="python",
-            header=None,
-            names=_DAT_COLUMNS[path.name],
-            encoding=release.encoding,
-        )
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataSourceError(f"{path}: cannot be read as {release.encoding} text: {exc}") from exc
+    options: dict = {
+        "encoding": release.encoding,
+        "encoding_errors": "replace",
+        "on_bad_lines": "warn",
+    }
+    if release.separator != ",":
+        options |= {
+            "sep": release.separator,
+            "engine": "python",
+            "header": None,
+            "names": _DAT_COLUMNS[path.name],
+        }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        try:
+            frame = pd.read_csv(path, **options)
+        except pd.errors.EmptyDataError:
+            frame = pd.DataFrame()
+    bad = [m for w in caught for m in _BAD_LINE.findall(str(w.message))]
+    if bad:
+        issues.append(ParseIssue(path.name, len(bad), [f"line {n}: {why}" for n, why in bad[:5]]))
+    return frame
 
 
 def _genres(raw: pd.Series) -> pd.Series:
@@ -151,8 +197,9 @@ def load_movielens(cfg: DataConfig) -> CanonicalTables:
     release = RELEASES[cfg.dataset]
     raw_dir = resolve_raw_dir(cfg)
     ratings_path, movies_path = raw_dir / release.ratings, raw_dir / release.movies
-    ratings = _read(ratings_path, release)
-    movies = _read(movies_path, release)
+    issues: list[ParseIssue] = []
+    ratings = _read(ratings_path, release, issues)
+    movies = _read(movies_path, release, issues)
 
     rating_cols = {
         "userId": "user",
@@ -182,13 +229,14 @@ def load_movielens(cfg: DataConfig) -> CanonicalTables:
         "items": TableSource(str(movies_path), item_cols),
     }
     if release.tags and (raw_dir / release.tags).exists():
-        tags = _read(raw_dir / release.tags, release)
+        tags = _read(raw_dir / release.tags, release, issues)
         per_item = (
             tags.dropna(subset=["tag"])
             .groupby("movieId")["tag"]
             .agg(lambda t: " ".join(dict.fromkeys(str(x).lower() for x in t)))
         )
-        text = text + " " + items["item"].map(per_item).fillna("")
+        if "item" in items:
+            text = text + " " + items["item"].map(per_item).fillna("")
         sources["items"] = TableSource(
             str(movies_path), item_cols, extra=[str(raw_dir / release.tags)]
         )
@@ -199,12 +247,13 @@ def load_movielens(cfg: DataConfig) -> CanonicalTables:
         if "user" in interactions
         else pd.DataFrame({"user": [], "activity": []})
     )
-    scale = (0.5, 5.0) if cfg.dataset != "ml-1m" else (1.0, 5.0)
     return CanonicalTables(
         interactions=interactions,
         items=items,
         users=users,
         sources=sources,
         dataset=cfg.dataset,
-        rating_scale=scale,
+        rating_scale=release.rating_scale,
+        known_genres=release.genres,
+        parse_issues=issues,
     )

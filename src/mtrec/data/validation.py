@@ -1,67 +1,82 @@
-"""The data gate: Great Expectations 1.x suites over the canonical tables.
+"""The data gate: the Great Expectations suites in ``gx/`` run over the canonical tables.
 
-Each expectation is commented with the risk it guards against. A failure names the raw file,
-its column, the rule and how many rows broke it, with a few example values.
+The suites are files in a GX file context (``gx/expectations/*.json``, each expectation noting
+the risk it covers); values that depend on the data (rating scale, the catalogue's items, the
+last accepted profile) are suite parameters filled in here. A failure names the raw file, its
+column, the rule and how many rows broke it, with a few example values.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mtrec.config import VolumeTolerance
 from mtrec.data.canonical import CanonicalTables
 
 log = logging.getLogger(__name__)
 
-INT_TYPES = ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64"]
-NUMERIC_TYPES = [*INT_TYPES, "float16", "float32", "float64", "Float32", "Float64"]
-REQUIRED = {
-    "interactions": ["user", "item", "rating", "timestamp"],
-    "items": ["item", "title", "categories"],
-    "users": ["user"],
+# Suite name -> canonical table it reads (item_genres is a view of items, one row per genre).
+SUITES = {
+    "interactions": "interactions",
+    "items": "items",
+    "item_genres": "items",
+    "users": "users",
 }
+VOLUME_SUITES = {"interactions_volume": "interactions", "users_volume": "users"}
+_AGGREGATES = {"expect_table_row_count_to_be_between", "expect_column_mean_to_be_between"}
 
 
 @dataclass(frozen=True)
 class Failure:
     """One failed expectation, located in the raw data."""
 
-    table: str
+    suite: str
     file: str
     column: str
     rule: str
     count: int | None
     rows: int
-    examples: list[Any] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    observed: str | None = None
 
     def describe(self) -> str:
         """One line an operator can act on."""
-        count = (
-            "the column is missing" if self.count is None else (f"{self.count} of {self.rows} rows")
-        )
+        if self.rule.startswith("expect_column_to_exist"):
+            what = "the column is missing"
+        elif self.observed is not None:
+            what = f"observed {self.observed}"
+        else:
+            what = f"{self.count} of {self.rows} rows"
         examples = f", e.g. {self.examples}" if self.examples else ""
-        return f"{self.file}, column '{self.column}': {self.rule} failed ({count}{examples})"
+        column = f"column '{self.column}'" if self.column else "whole table"
+        return f"{self.file}, {column}: {self.rule} failed ({what}{examples})"
 
 
 @dataclass
 class ValidationReport:
-    """Outcome of the data gate."""
+    """Outcome of the data gate, plus the profile that becomes the next baseline."""
 
     success: bool
     expectations: int
     failures: list[Failure]
     rows: dict[str, int]
+    profile: dict[str, float]
+    volume_checked: bool
     seconds: float
 
     def summary(self) -> str:
         """Readable multi-line summary listing every failed expectation."""
+        volume = "" if self.volume_checked else " (no accepted baseline yet: volume not checked)"
         if self.success:
-            return f"data gate passed: {self.expectations} expectations on {self.rows}"
+            return f"data gate passed: {self.expectations} expectations on {self.rows}{volume}"
         lines = [f"data gate FAILED: {len(self.failures)} of {self.expectations} expectations"]
         lines += [f"  - {f.describe()}" for f in self.failures]
         return "\n".join(lines)
@@ -71,132 +86,169 @@ class ValidationReport:
         return asdict(self)
 
 
-def _expectations(table: str, frame: pd.DataFrame, tables: CanonicalTables) -> list:
-    import great_expectations.expectations as gxe
-
-    present = set(frame.columns)
-    out: list = [gxe.ExpectColumnToExist(column=c) for c in REQUIRED[table]]  # schema drift
-
-    def has(*cols: str) -> bool:
-        return all(c in present for c in cols)
-
-    if table == "interactions":
-        low, high = tables.rating_scale
-        out += [
-            gxe.ExpectColumnValuesToNotBeNull(column=c)  # ids/labels we cannot impute
-            for c in REQUIRED[table]
-            if c in present
-        ]
-        if has("user"):
-            out.append(gxe.ExpectColumnValuesToBeInTypeList(column="user", type_list=INT_TYPES))
-        if has("item"):
-            out.append(gxe.ExpectColumnValuesToBeInTypeList(column="item", type_list=INT_TYPES))
-        if has("rating"):
-            # wrong dtype or a different rating scale would silently skew the like label
-            out.append(
-                gxe.ExpectColumnValuesToBeInTypeList(column="rating", type_list=NUMERIC_TYPES)
-            )
-            if pd.api.types.is_numeric_dtype(frame["rating"]):
-                out.append(
-                    gxe.ExpectColumnValuesToBeBetween(
-                        column="rating", min_value=low, max_value=high
-                    )
-                )
-        if has("timestamp"):
-            out.append(
-                gxe.ExpectColumnValuesToBeInTypeList(column="timestamp", type_list=INT_TYPES)
-            )
-            if pd.api.types.is_numeric_dtype(frame["timestamp"]):
-                # negative or future times break the temporal split (leakage from the future)
-                out.append(
-                    gxe.ExpectColumnValuesToBeBetween(
-                        column="timestamp", min_value=0, max_value=int(time.time())
-                    )
-                )
-        if has("user", "item"):
-            # duplicated (user, item) rows would appear in both train and test
-            out.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=["user", "item"]))
-        if has("item") and "item" in tables.items:
-            # interactions with unknown items cannot be featurised
-            known = tables.items["item"].dropna().unique().tolist()
-            out.append(gxe.ExpectColumnValuesToBeInSet(column="item", value_set=known))
-    elif table == "items":
-        if has("item"):
-            out += [
-                gxe.ExpectColumnValuesToNotBeNull(column="item"),
-                gxe.ExpectColumnValuesToBeUnique(column="item"),  # one row per item
-                gxe.ExpectColumnValuesToBeInTypeList(column="item", type_list=INT_TYPES),
-            ]
-        if has("title"):
-            out.append(gxe.ExpectColumnValuesToNotBeNull(column="title"))  # text encoder input
-    elif table == "users" and has("user"):
-        out.append(gxe.ExpectColumnValuesToBeUnique(column="user"))
-    if not len(frame):
-        out.append(gxe.ExpectTableRowCountToBeBetween(min_value=1))  # empty file
-    return out
+def profile(tables: CanonicalTables) -> dict[str, float]:
+    """The numbers later data is compared with (volume and distribution)."""
+    inter = tables.interactions
+    numeric = pd.to_numeric(inter.get("rating", pd.Series(dtype=float)), errors="coerce")
+    return {
+        "interactions": float(len(inter)),
+        "rating_mean": float(numeric.mean()) if len(numeric) else 0.0,
+        "like_rate": float(inter["like"].mean()) if "like" in inter and len(inter) else 0.0,
+        "items_per_user": float(tables.users["activity"].mean()) if len(tables.users) else 0.0,
+    }
 
 
-def _failure(table: str, tables: CanonicalTables, result: Any, rows: int, examples: int) -> Failure:
-    config = result.expectation_config
+def _suite_frames(
+    tables: CanonicalTables, with_volume: bool
+) -> dict[str, tuple[str, pd.DataFrame]]:
+    """suite -> (canonical table it reports against, frame it validates)."""
+    items = tables.items
+    genres = (
+        items[["item", "categories"]]
+        .explode("categories")
+        .dropna()
+        .rename(columns={"categories": "genre"})
+        if "categories" in items
+        else pd.DataFrame({"item": [], "genre": []})
+    )
+    frames = tables.frames() | {"item_genres": genres}
+    suites = SUITES | (VOLUME_SUITES if with_volume else {})
+    return {
+        suite: (table, frames[suite] if suite in frames else frames[table])
+        for suite, table in suites.items()
+    }
+
+
+def _parameters(
+    tables: CanonicalTables, baseline: dict | None, tolerance: VolumeTolerance
+) -> dict[str, Any]:
+    low, high = tables.rating_scale
+    params: dict[str, Any] = {
+        "rating_min": low,
+        "rating_max": high,
+        "now": int(time.time()),
+        "known_items": tables.items["item"].dropna().unique().tolist()
+        if "item" in tables.items
+        else [],
+        "known_genres": list(tables.known_genres),
+    }
+    if baseline:
+        rows = baseline["interactions"]
+        ipu = baseline["items_per_user"]
+        params |= {
+            "rows_min": int(rows * (1 - tolerance.rows)),
+            "rows_max": int(rows * (1 + tolerance.rows)),
+            "rating_mean_min": baseline["rating_mean"] - tolerance.rating_mean,
+            "rating_mean_max": baseline["rating_mean"] + tolerance.rating_mean,
+            "like_rate_min": baseline["like_rate"] - tolerance.like_rate,
+            "like_rate_max": baseline["like_rate"] + tolerance.like_rate,
+            "items_per_user_min": ipu * (1 - tolerance.items_per_user),
+            "items_per_user_max": ipu * (1 + tolerance.items_per_user),
+        }
+    return params
+
+
+def _failure(
+    suite: str, table: str, tables: CanonicalTables, result: Any, rows: int, examples: int
+) -> Failure:
+    config, detail = result.expectation_config, result.result or {}
     kwargs = config.kwargs
-    columns = kwargs.get("column_list") or [kwargs.get("column", "<table>")]
+    columns = kwargs.get("column_list") or ([kwargs["column"]] if "column" in kwargs else [])
     source = tables.sources[table]
-    raw_columns = ",".join(source.source_column(c) for c in columns)
-    detail = result.result or {}
-    count = detail.get("unexpected_count")
-    if config.type == "expect_column_values_to_be_in_type_list":
-        count = rows  # GX reports the observed dtype, which applies to every row
-        examples_list = [f"dtype {detail.get('observed_value')}"]
-    elif config.type == "expect_table_row_count_to_be_between":
-        count, examples_list = 0, []
-    else:
-        examples_list = list(detail.get("partial_unexpected_list") or [])[:examples]
     rule = config.type
-    bounds = {k: kwargs[k] for k in ("min_value", "max_value") if kwargs.get(k) is not None}
-    if bounds:
-        rule += f" {bounds}"
+    bounds = {k: kwargs[k] for k in ("min_value", "max_value") if k in kwargs}
+    if bounds and not isinstance(next(iter(bounds.values())), dict):
+        rule += " " + ", ".join(f"{k.split('_')[0]} {v}" for k, v in bounds.items())
+    observed = detail.get("observed_value") if config.type in _AGGREGATES else None
     return Failure(
-        table,
-        os.path.basename(source.file),
-        raw_columns,
-        rule,
-        None if config.type == "expect_column_to_exist" else count,
-        rows,
-        [str(e) for e in examples_list],
+        suite=suite,
+        file=os.path.basename(source.file),
+        column=",".join(source.source_column(c) for c in columns),
+        rule=rule,
+        count=detail.get("unexpected_count"),
+        rows=rows,
+        examples=[str(e) for e in (detail.get("partial_unexpected_list") or [])[:examples]],
+        observed=None
+        if observed is None
+        else f"{observed:,.4g}"
+        if isinstance(observed, float)
+        else f"{observed:,}",
     )
 
 
-def validate_tables(tables: CanonicalTables, examples: int = 5) -> ValidationReport:
-    """Run every suite; returns the report (raising is the caller's decision)."""
+def _explained(frame: pd.DataFrame, result: Any) -> bool:
+    """A rule that raised because its column is missing or not numeric is a consequence of a
+    failure reported once already (missing column, wrong dtype)."""
+    info = result.exception_info or {}
+    # GX nests exception details per metric when a rule needs several metrics.
+    raised = info.get("raised_exception") or any(
+        isinstance(v, dict) and v.get("raised_exception") for v in info.values()
+    )
+    if not raised:
+        return False
+    kwargs = result.expectation_config.kwargs
+    columns = kwargs.get("column_list") or [kwargs.get("column")]
+    return any(
+        c is not None and (c not in frame or not pd.api.types.is_numeric_dtype(frame[c]))
+        for c in columns
+    )
+
+
+def validate_tables(
+    tables: CanonicalTables,
+    gx_root: str | Path,
+    baseline: dict | None,
+    tolerance: VolumeTolerance,
+    examples: int = 5,
+    docs_dir: str | Path | None = None,
+) -> ValidationReport:
+    """Run every suite (and the volume suites when there is a baseline); build Data Docs into
+    ``docs_dir`` when given. Returns the report: raising is the caller's decision."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     start = time.perf_counter()
-    context = gx.get_context(mode="ephemeral")
+    context = gx.get_context(mode="file", project_root_dir=str(gx_root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas("canonical")
-    failures: list[Failure] = []
-    n_expectations = 0
-    for name, frame in tables.frames().items():
-        suite = context.suites.add(gx.ExpectationSuite(name=name))
-        for expectation in _expectations(name, frame, tables):
-            suite.add_expectation(expectation)
-        n_expectations += len(suite.expectations)
-        batch = (
-            source.add_dataframe_asset(name=name)
-            .add_batch_definition_whole_dataframe("all")
-            .get_batch(batch_parameters={"dataframe": frame})
+    parameters = _parameters(tables, baseline, tolerance)
+    failures = [
+        Failure(
+            "read",
+            issue.file,
+            "",
+            "malformed lines (wrong number of fields)",
+            issue.count,
+            issue.count,
+            issue.examples,
         )
-        result = batch.validate(suite, result_format="SUMMARY")
+        for issue in tables.parse_issues
+    ]
+    n_expectations = len(failures)
+    for suite, (table, frame) in _suite_frames(tables, bool(baseline)).items():
+        result = context.validation_definitions.get(suite).run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            result_format="SUMMARY",
+        )
+        n_expectations += len(result.results)
         failures += [
-            _failure(name, tables, r, len(frame), examples) for r in result.results if not r.success
+            _failure(suite, table, tables, r, len(frame), examples)
+            for r in result.results
+            if not r.success and not _explained(frame, r)
         ]
+    if docs_dir is not None:
+        context.build_data_docs()
+        site = Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site"
+        shutil.rmtree(docs_dir, ignore_errors=True)
+        shutil.copytree(site, docs_dir)
     report = ValidationReport(
         success=not failures,
         expectations=n_expectations,
         failures=failures,
         rows={k: len(v) for k, v in tables.frames().items()},
+        profile=profile(tables),
+        volume_checked=bool(baseline),
         seconds=round(time.perf_counter() - start, 3),
     )
     log.info(report.summary())

@@ -1,0 +1,231 @@
+"""The bad-input corpus: each case is made by the test from the bundled data, run through
+`dvc repro` after a good run, and must stop at `validate` with a message naming the file,
+column, rule and count, leaving the accepted data, models and @champion byte-identical."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from ..conftest import BUNDLED, run_dvc, tool_env
+
+RATINGS, MOVIES = "ratings.csv", "movies.csv"
+
+
+def _ratings(root: Path) -> pd.DataFrame:
+    return pd.read_csv(root / RATINGS)
+
+
+def _save(frame: pd.DataFrame, root: Path, name: str = RATINGS) -> None:
+    frame.to_csv(root / name, index=False)
+
+
+def missing_column(root: Path) -> None:
+    _save(_ratings(root).drop(columns="timestamp"), root)
+
+
+def renamed_column(root: Path) -> None:
+    _save(_ratings(root).rename(columns={"movieId": "movie_id"}), root)
+
+
+def wrong_dtype(root: Path) -> None:
+    frame = _ratings(root).astype({"rating": object})
+    frame.loc[[7, 70, 700], "rating"] = "four"
+    _save(frame, root)
+
+
+def rating_out_of_range(root: Path) -> None:
+    frame = _ratings(root)
+    frame.loc[[7, 70, 700], "rating"] = 11.0
+    _save(frame, root)
+
+
+def nan_ids(root: Path) -> None:
+    frame = _ratings(root)
+    frame.loc[[7, 70, 700], "userId"] = None
+    _save(frame, root)
+
+
+def duplicated_rows(root: Path) -> None:
+    frame = _ratings(root)
+    _save(pd.concat([frame, frame.iloc[[7, 70, 700]]]), root)
+
+
+def empty_file(root: Path) -> None:
+    (root / RATINGS).write_bytes(b"")
+
+
+def truncated_csv(root: Path) -> None:
+    data = (root / RATINGS).read_bytes()
+    cut = data.rindex(b"\n", 0, len(data) * 3 // 4) + 12  # mid-way through a line
+    (root / RATINGS).write_bytes(data[:cut])
+
+
+def non_utf8_bytes(root: Path) -> None:
+    data = (root / MOVIES).read_bytes()
+    data = data.replace(b"Toy Story (1995)", b"Toy Story \xe9\xe8 (1995)", 1)
+    data = data.replace(b"Jumanji (1995)", b"Jumanji \xff (1995)", 1)
+    (root / MOVIES).write_bytes(data)
+
+
+def negative_timestamps(root: Path) -> None:
+    frame = _ratings(root)
+    frame.loc[[7, 70, 700], "timestamp"] = -86400
+    _save(frame, root)
+
+
+def unknown_item(root: Path) -> None:
+    frame = _ratings(root)
+    frame.loc[frame.groupby("userId").head(1).index[:2], "movieId"] = 99_999_999
+    _save(frame, root)
+
+
+def tenfold_rows(root: Path) -> None:
+    frame = _ratings(root)
+    offset = int(frame["userId"].max())
+    copies = [frame.assign(userId=frame["userId"] + i * offset) for i in range(10)]
+    _save(pd.concat(copies), root)
+
+
+# case -> (corruption, fragments the error must contain: file, column, rule, count)
+CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
+    "missing column": (
+        missing_column,
+        ["ratings.csv, column 'timestamp'", "expect_column_to_exist", "the column is missing"],
+    ),
+    "renamed column": (
+        renamed_column,
+        ["ratings.csv, column 'movieId'", "expect_column_to_exist", "the column is missing"],
+    ),
+    "wrong dtype": (
+        wrong_dtype,
+        [
+            "ratings.csv, column 'rating'",
+            "expect_column_values_to_match_regex",
+            "3 of 100836 rows",
+            "'four'",
+        ],
+    ),
+    "rating out of range": (
+        rating_out_of_range,
+        [
+            "ratings.csv, column 'rating'",
+            "expect_column_values_to_be_between",
+            "3 of 100836 rows",
+            "'11.0'",
+        ],
+    ),
+    "NaN ids": (
+        nan_ids,
+        ["ratings.csv, column 'userId'", "expect_column_values_to_not_be_null", "3 of 100836 rows"],
+    ),
+    "duplicated rows": (
+        duplicated_rows,
+        [
+            "ratings.csv, column 'userId,movieId'",
+            "expect_compound_columns_to_be_unique",
+            "6 of 100839 rows",
+        ],
+    ),
+    "empty file": (
+        empty_file,
+        [
+            "ratings.csv, column 'userId'",
+            "expect_column_to_exist",
+            "ratings.csv, whole table: expect_table_row_count_to_be_between",
+            "observed 0",
+        ],
+    ),
+    "truncated CSV": (
+        truncated_csv,
+        ["ratings.csv, column 'timestamp'", "expect_column_values_to_not_be_null", "1 of "],
+    ),
+    "non-UTF-8 bytes": (
+        non_utf8_bytes,
+        ["movies.csv, column 'title'", "expect_column_values_to_not_match_regex", "2 of 9742 rows"],
+    ),
+    "negative timestamps": (
+        negative_timestamps,
+        [
+            "ratings.csv, column 'timestamp'",
+            "expect_column_values_to_be_between",
+            "3 of 100836 rows",
+            "'-86400'",
+        ],
+    ),
+    "unknown item": (
+        unknown_item,
+        [
+            "ratings.csv, column 'movieId'",
+            "expect_column_values_to_be_in_set",
+            "2 of 100836 rows",
+            "'99999999'",
+        ],
+    ),
+    "tenfold row-count jump": (
+        tenfold_rows,
+        ["ratings.csv, whole table: expect_table_row_count_to_be_between", "observed 1,008,360"],
+    ),
+}
+
+
+def _tree_hash(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _accepted_state(root: Path) -> dict[str, object]:
+    """Hashes of everything a bad run must not touch."""
+    client = mlflow.MlflowClient(tracking_uri=tool_env(root.parent)["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("mtrec", "champion")
+    artifacts = Path(client.get_run(champion.run_id).info.artifact_uri.removeprefix("file://"))
+    return {
+        "processed": _tree_hash(root / "data" / "processed"),
+        "models": _tree_hash(root / "models"),
+        "baseline": _tree_hash(root / "data" / "accepted"),
+        "champion": (str(champion.version), champion.run_id),
+        "champion_artifacts": _tree_hash(artifacts),
+    }
+
+
+@pytest.fixture(scope="module")
+def accepted(tmp_path_factory, request) -> tuple[Path, dict[str, object]]:
+    """A project after one good run (so there is a champion and an accepted baseline)."""
+    project = request.getfixturevalue("module_project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["gates"]["require_transfer_gain"] = False  # two epochs decide nothing about transfer
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    good = run_dvc(project, "repro")
+    assert good.returncode == 0, good.stdout + good.stderr
+    return project, _accepted_state(project)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_stops_at_validate_and_changes_nothing(accepted, case: str) -> None:
+    project, before = accepted
+    raw = project / "data" / "ml-latest-small"
+    corrupt, fragments = CASES[case]
+    try:
+        corrupt(raw)
+        result = run_dvc(project, "repro")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output
+        assert set(re.findall(r"Running stage '(\w+)'", result.stdout)) == {"ingest", "validate"}
+        assert "data gate FAILED" in output
+        for fragment in fragments:
+            assert fragment in output, f"{case}: {fragment!r} missing from:\n{output[-3000:]}"
+        assert _accepted_state(project) == before
+    finally:
+        shutil.rmtree(raw)
+        shutil.copytree(BUNDLED, raw)
