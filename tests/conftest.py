@@ -53,6 +53,10 @@ def make_project(parent: Path) -> Path:
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, TINY), sort_keys=False))
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
+    shutil.copy2(PROJECT_ROOT / ".dvc" / "config", root / ".dvc" / "config")  # remotes
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "config", "core.no_scm", "true"], cwd=root, check=True
+    )
     return root
 
 

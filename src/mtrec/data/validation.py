@@ -20,6 +20,7 @@ import pandas as pd
 
 from mtrec.config import VolumeTolerance
 from mtrec.data.canonical import CanonicalTables
+from mtrec.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +241,8 @@ def validate_tables(
     if docs_dir is not None:
         context.build_data_docs()
         site = Path(context.root_directory) / "uncommitted" / "data_docs" / "local_site"
-        shutil.rmtree(docs_dir, ignore_errors=True)
-        shutil.copytree(site, docs_dir)
+        with atomic_path(docs_dir) as tmp:
+            shutil.copytree(site, tmp)
     report = ValidationReport(
         success=not failures,
         expectations=n_expectations,

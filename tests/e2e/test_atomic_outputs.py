@@ -1,0 +1,61 @@
+"""A stage killed mid-write (SIGKILL, no cleanup) leaves its previous outputs intact."""
+
+import hashlib
+import signal
+import subprocess
+import sys
+import textwrap
+
+import yaml
+
+from ..conftest import tool_env
+
+KILL_MID_WRITE = """
+import os, signal
+import pandas as pd
+from mtrec.config import load_params
+from mtrec.stages import preprocess
+
+write = pd.DataFrame.to_parquet
+
+def write_half_then_die(self, path, *args, **kwargs):
+    write(self, path, *args, **kwargs)
+    os.truncate(path, os.path.getsize(path) // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+pd.DataFrame.to_parquet = write_half_then_die
+preprocess.run(load_params("params.yaml"))
+"""
+
+
+def _hashes(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_preprocess_killed_mid_write_keeps_the_previous_tables(project) -> None:
+    env = tool_env(project.parent)
+    for stage in ("ingest", "validate", "preprocess"):
+        done = subprocess.run(
+            [sys.executable, "-m", "mtrec", stage],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+    processed = project / "data" / "processed"
+    before = _hashes(processed)
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["target"]["train_fraction"] = 0.3  # the new output would differ from the old one
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILL_MID_WRITE)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _hashes(processed) == before
+    assert set(before) == {"interactions.parquet", "items.parquet", "users.parquet", "meta.json"}
