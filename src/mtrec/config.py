@@ -75,8 +75,18 @@ class TargetConfig(_Section):
         return self
 
 
+class OutlierConfig(_Section):
+    rule: Literal["none", "iqr", "zscore"] = "iqr"
+    threshold: float = Field(3.0, gt=0.0, description="IQR multiple or |z| beyond which to drop")
+
+
 class PreprocessConfig(_Section):
     seed: int = 2026
+    duplicates: Literal["last", "first", "mean"] = "last"
+    missing_year: Literal["impute", "drop"] = "impute"
+    outliers: OutlierConfig = OutlierConfig()
+    k_core: int = Field(0, ge=0, description="iterated minimum interactions per user and item")
+    normalize: Literal["zscore", "minmax"] = "zscore"
     valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     min_user_interactions: int = Field(3, ge=3)

@@ -15,6 +15,8 @@ def tiny_model(seed: int = 0, n_users: int = 20, n_items: int = 30) -> SharedBot
         n_items=n_items,
         n_tokens=15,
         n_genres=4,
+        n_user_features=2,
+        n_item_features=3,
         max_tokens=3,
         embedding_dim=8,
         bottom_dims=(16,),
@@ -26,7 +28,9 @@ def tiny_model(seed: int = 0, n_users: int = 20, n_items: int = 30) -> SharedBot
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, spec.n_tokens, (n_items, spec.max_tokens), generator=gen)
     genres = (torch.rand(n_items, spec.n_genres, generator=gen) > 0.5).float()
-    model.set_item_features(tokens, genres)
+    item_features = torch.randn(n_items, spec.n_item_features, generator=gen)
+    user_features = torch.randn(n_users, spec.n_user_features, generator=gen)
+    model.set_side_features(tokens, genres, item_features, user_features)
     return model
 
 

@@ -27,6 +27,8 @@ class ModelSpec:
     n_items: int
     n_tokens: int
     n_genres: int
+    n_user_features: int
+    n_item_features: int
     max_tokens: int
     embedding_dim: int
     bottom_dims: tuple[int, ...]
@@ -36,10 +38,8 @@ class ModelSpec:
 
 
 class SharedBottom(nn.Module):
-    """Users, items, item text and genres -> shared MLP -> one tower per task."""
-
-    # Parameters that carry knowledge across domains (transferred / frozen as a group).
-    SHARED = ("user_embedding", "text", "genre", "bottom")
+    """Users (id + side features), items (id, text, genres, side features) -> shared MLP ->
+    one tower per task."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -49,8 +49,10 @@ class SharedBottom(nn.Module):
         self.item_embedding = nn.Embedding(spec.n_items, d)
         self.text = TextBag(spec.n_tokens, d)
         self.genre = nn.Linear(spec.n_genres, d, bias=False)
-        self.bottom = mlp(4 * d, list(spec.bottom_dims), spec.dropout)
-        width = spec.bottom_dims[-1] if spec.bottom_dims else 4 * d
+        self.user_side = nn.Linear(spec.n_user_features, d)
+        self.item_side = nn.Linear(spec.n_item_features, d)
+        self.bottom = mlp(5 * d, list(spec.bottom_dims), spec.dropout)
+        width = spec.bottom_dims[-1] if spec.bottom_dims else 5 * d
         self.towers = nn.ModuleDict(
             {t: mlp(width, list(spec.tower_dims), spec.dropout, out_dim=1) for t in SCORE_TASKS}
         )
@@ -60,18 +62,33 @@ class SharedBottom(nn.Module):
             "item_tokens", torch.zeros(spec.n_items, spec.max_tokens, dtype=torch.long)
         )
         self.register_buffer("item_genres", torch.zeros(spec.n_items, spec.n_genres))
+        self.register_buffer("item_features", torch.zeros(spec.n_items, spec.n_item_features))
+        self.register_buffer("user_features", torch.zeros(spec.n_users, spec.n_user_features))
         for emb in (self.user_embedding, self.item_embedding, self.text.embedding):
             nn.init.normal_(emb.weight, std=0.05)
 
-    def set_item_features(self, tokens: torch.Tensor, genres: torch.Tensor) -> None:
-        """Install item token ids [n_items, max_tokens] and genre multi-hot [n_items, n_genres]."""
-        self.item_tokens.copy_(tokens)
-        self.item_genres.copy_(genres)
+    def set_side_features(
+        self,
+        item_tokens: torch.Tensor,
+        item_genres: torch.Tensor,
+        item_features: torch.Tensor,
+        user_features: torch.Tensor,
+    ) -> None:
+        """Install the catalogue and user side data: token ids [n_items, max_tokens], genre
+        multi-hot [n_items, n_genres], numeric features [n_items, ·] and [n_users, ·]."""
+        self.item_tokens.copy_(item_tokens)
+        self.item_genres.copy_(item_genres)
+        self.item_features.copy_(item_features)
+        self.user_features.copy_(user_features)
+
+    def _users(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_embedding(users) + self.user_side(self.user_features[users])  # [n, d]
 
     def _items(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         text = self.text(self.item_tokens[items])  # [n, d]
         genre = self.genre(self.item_genres[items])  # [n, d]
-        return torch.cat([self.item_embedding(items), text, genre], dim=-1), text  # [n, 3d]
+        side = self.item_side(self.item_features[items])  # [n, d]
+        return torch.cat([self.item_embedding(items), text, genre, side], dim=-1), text  # [n, 4d]
 
     def _heads(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {t: tower(hidden).squeeze(-1) for t, tower in self.towers.items()}
@@ -81,7 +98,7 @@ class SharedBottom(nn.Module):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-row outputs: click/like logits, rating, category logits [batch, n_genres]."""
         item_vec, text = self._items(items)
-        hidden = self.bottom(torch.cat([self.user_embedding(users), item_vec], dim=-1))
+        hidden = self.bottom(torch.cat([self._users(users), item_vec], dim=-1))
         out = self._heads(hidden)
         out["category"] = self.category(text)
         return out
@@ -89,15 +106,15 @@ class SharedBottom(nn.Module):
     @torch.no_grad()
     def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Click logits for every (user, item) pair: [n_users, n_items]."""
-        item_vec, _ = self._items(items)  # [n_items, 3d]
-        user_vec = self.user_embedding(users)  # [n_users, d]
+        item_vec, _ = self._items(items)  # [n_items, 4d]
+        user_vec = self._users(users)  # [n_users, d]
         pairs = torch.cat(
             [
                 user_vec.unsqueeze(1).expand(-1, len(items), -1),
                 item_vec.unsqueeze(0).expand(len(users), -1, -1),
             ],
             dim=-1,
-        )  # [n_users, n_items, 4d]
+        )  # [n_users, n_items, 5d]
         return self.towers["click"](self.bottom(pairs)).squeeze(-1)
 
     def save(self, path: str | Path) -> None:

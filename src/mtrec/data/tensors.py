@@ -11,16 +11,25 @@ from mtrec.core.evaluation import RankingTask
 TASK_COLUMNS = ("click", "like", "rating")
 
 
-def item_features(
-    items: pd.DataFrame, n_items: int, max_tokens: int, n_genres: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [n_items, max_tokens] (0-padded) and genre multi-hot [n_items, n_genres]."""
-    tokens = np.zeros((n_items, max_tokens), dtype=np.int64)
-    genres = np.zeros((n_items, n_genres), dtype=np.float32)
+def side_features(items: pd.DataFrame, users: pd.DataFrame, meta: dict) -> dict[str, torch.Tensor]:
+    """Dense side data for the model, indexed by item_idx / user_idx (row 0 = unknown):
+    token ids (0-padded), genre multi-hot, numeric item features, numeric user features."""
+    n_items, n_users = meta["n_items"], meta["n_users"]
+    tokens = np.zeros((n_items, meta["max_tokens"]), dtype=np.int64)
+    genres = np.zeros((n_items, len(meta["genres"])), dtype=np.float32)
     for idx, toks, gens in zip(items["item_idx"], items["tokens"], items["genres"], strict=True):
         tokens[idx, : len(toks)] = toks
         genres[idx, list(gens)] = 1.0
-    return torch.from_numpy(tokens), torch.from_numpy(genres)
+    item_numeric = np.zeros((n_items, len(meta["item_features"])), dtype=np.float32)
+    item_numeric[items["item_idx"].to_numpy()] = np.stack(items["features"].to_numpy())
+    user_numeric = np.zeros((n_users, len(meta["user_features"])), dtype=np.float32)
+    user_numeric[users["user_idx"].to_numpy()] = np.stack(users["features"].to_numpy())
+    return {
+        "item_tokens": torch.from_numpy(tokens),
+        "item_genres": torch.from_numpy(genres),
+        "item_features": torch.from_numpy(item_numeric),
+        "user_features": torch.from_numpy(user_numeric),
+    }
 
 
 def task_columns(rows: pd.DataFrame) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mtrec.config import Params
 from mtrec.core.evaluation import evaluate_model, evaluate_popularity
-from mtrec.data.preprocess import TARGET, TEST, TRAIN, VALID
+from mtrec.data.splitting import TARGET, TEST, TRAIN, VALID
 from mtrec.data.tensors import popularity, ranking_task, task_columns
 from mtrec.io import write_atomic, write_json
 from mtrec.stages.modeling import load_checkpoint, load_processed, transferred_path

@@ -11,7 +11,8 @@ import torch
 
 from mtrec.config import Params
 from mtrec.core.shared_bottom import ModelSpec, SharedBottom
-from mtrec.data.tensors import item_features
+from mtrec.data.splitting import TRAIN
+from mtrec.data.tensors import side_features
 from mtrec.errors import ArtifactError
 from mtrec.io import read_json
 
@@ -44,7 +45,7 @@ def load_processed(params: Params) -> ProcessedData:
 
 
 def build_model(params: Params, data: ProcessedData, seed: int) -> SharedBottom:
-    """A freshly initialised model (seeded) with the catalogue's item features installed."""
+    """A freshly initialised model (seeded) with the side features installed."""
     meta = data.meta
     torch.manual_seed(seed)
     observed = data.interactions["click"] == 1
@@ -53,21 +54,19 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> SharedBottom:
         n_items=meta["n_items"],
         n_tokens=meta["n_tokens"],
         n_genres=len(meta["genres"]),
+        n_user_features=len(meta["user_features"]),
+        n_item_features=len(meta["item_features"]),
         max_tokens=meta["max_tokens"],
         embedding_dim=params.model.embedding_dim,
         bottom_dims=tuple(params.model.bottom_dims),
         tower_dims=tuple(params.model.tower_dims),
         dropout=params.model.dropout,
         rating_mean=float(
-            data.interactions.loc[
-                observed & (data.interactions["split"] == "train"), "rating"
-            ].mean()
+            data.interactions.loc[observed & (data.interactions["split"] == TRAIN), "rating"].mean()
         ),
     )
     model = SharedBottom(spec)
-    model.set_item_features(
-        *item_features(data.items, spec.n_items, spec.max_tokens, spec.n_genres)
-    )
+    model.set_side_features(**side_features(data.items, data.users, meta))
     return model
 
 

@@ -6,7 +6,7 @@ import logging
 
 from mtrec.config import Params
 from mtrec.core.trainer import fit, pick_device
-from mtrec.data.preprocess import SOURCE, TRAIN, VALID
+from mtrec.data.splitting import SOURCE, TRAIN, VALID
 from mtrec.data.tensors import task_columns
 from mtrec.io import atomic_path, write_json
 from mtrec.stages.modeling import build_model, load_processed

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from mtrec.config import Params
-from mtrec.data.preprocess import TARGET
+from mtrec.data.splitting import TARGET
 from mtrec.io import read_json, sha256_file, write_json
 from mtrec.registry import FINGERPRINT_TAG, Registry, decide, git_revision
 from mtrec.stages import evaluate, validate

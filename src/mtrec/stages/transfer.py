@@ -7,7 +7,7 @@ import logging
 from mtrec.config import Params
 from mtrec.core.trainer import fit, pick_device
 from mtrec.core.transfer import get_strategy
-from mtrec.data.preprocess import TARGET, TRAIN, VALID
+from mtrec.data.splitting import TARGET, TRAIN, VALID
 from mtrec.data.tensors import task_columns
 from mtrec.io import atomic_path, write_json
 from mtrec.stages.modeling import build_model, load_checkpoint, load_processed, pretrained_path

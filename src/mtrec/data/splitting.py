@@ -1,0 +1,78 @@
+"""Splits of the preprocessing recipe: per-user temporal split, target thinning, negatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SOURCE, TARGET = "source", "target"
+TRAIN, VALID, TEST = "train", "valid", "test"
+_MAX_RESAMPLE_ROUNDS = 50
+
+
+def temporal_split(frame: pd.DataFrame, valid_fraction: float, test_fraction: float) -> pd.Series:
+    """Per (user, domain): the latest interactions go to test, the ones before to valid.
+
+    Groups with fewer than 3 interactions stay wholly in train (nothing left to learn from).
+    """
+    order = (
+        frame.sort_values(["timestamp", "item_idx"])
+        .groupby(["user_idx", "domain"])
+        .cumcount(ascending=False)
+    )
+    size = frame.groupby(["user_idx", "domain"])["item_idx"].transform("size")
+    n_test = np.maximum(1, np.floor(size * test_fraction)).where(size >= 3, 0)
+    n_valid = (
+        np.maximum(1, np.floor(size * valid_fraction)) if valid_fraction > 0 else size * 0
+    ).where(size >= 3, 0)
+    rank = order.reindex(frame.index)
+    return pd.Series(
+        np.select([rank < n_test, rank < n_test + n_valid], [TEST, VALID], TRAIN), index=frame.index
+    )
+
+
+def thin_target(frame: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Keep ``fraction`` of each user's target train rows (rounded) to simulate a sparse domain."""
+    if fraction >= 1.0:
+        return frame
+    is_thinned = (frame["domain"] == TARGET) & (frame["split"] == TRAIN)
+    rows = frame[is_thinned]
+    shuffled = rows.assign(_r=rng.random(len(rows))).sort_values("_r")
+    rank = shuffled.groupby("user_idx").cumcount()
+    keep_n = np.floor(shuffled.groupby("user_idx")["user_idx"].transform("size") * fraction + 0.5)
+    dropped = shuffled.index[rank >= keep_n]
+    return frame.drop(index=dropped)
+
+
+def sample_negatives(
+    positives: pd.DataFrame, items: pd.DataFrame, n_items: int, k: int, rng: np.random.Generator
+) -> pd.DataFrame:
+    """``k`` unobserved items per positive row, from the row's own domain (vectorised)."""
+    seen = np.unique(
+        positives["user_idx"].to_numpy(np.int64) * n_items
+        + positives["item_idx"].to_numpy(np.int64)
+    )
+    parts = []
+    for domain, rows in positives.groupby("domain"):
+        pool = items.loc[items["domain"] == domain, "item_idx"].to_numpy(np.int64)
+        users = np.repeat(rows["user_idx"].to_numpy(np.int64), k)
+        cand = pool[rng.integers(len(pool), size=len(users))]
+        for _ in range(_MAX_RESAMPLE_ROUNDS):
+            bad = np.isin(users * n_items + cand, seen)
+            if not bad.any():
+                break
+            cand[bad] = pool[rng.integers(len(pool), size=int(bad.sum()))]
+        ok = ~np.isin(users * n_items + cand, seen)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "user_idx": users[ok],
+                    "item_idx": cand[ok],
+                    "domain": domain,
+                    "split": np.repeat(rows["split"].to_numpy(), k)[ok],
+                    "timestamp": np.repeat(rows["timestamp"].to_numpy(), k)[ok],
+                }
+            )
+        )
+    negatives = pd.concat(parts, ignore_index=True)
+    return negatives.assign(click=0, like=0, rating=np.nan)
