@@ -5,12 +5,19 @@ import pytest
 from mtrec.config import OutlierConfig
 from mtrec.data.cleaning import dedupe, drop_outlier_users, fill_years, k_core
 
-REPEATS = pd.DataFrame({"user": [1, 1, 1, 2], "item": [5, 5, 5, 5], "rating": [1.0, 2.0, 4.5, 3.0],
-                        "timestamp": [30, 10, 20, 5]})
+REPEATS = pd.DataFrame(
+    {
+        "user": [1, 1, 1, 2],
+        "item": [5, 5, 5, 5],
+        "rating": [1.0, 2.0, 4.5, 3.0],
+        "timestamp": [30, 10, 20, 5],
+    }
+)
 
 
-@pytest.mark.parametrize(("policy", "rating", "timestamp"), [
-    ("last", 1.0, 30), ("first", 2.0, 10), ("mean", 2.5, 30)])
+@pytest.mark.parametrize(
+    ("policy", "rating", "timestamp"), [("last", 1.0, 30), ("first", 2.0, 10), ("mean", 2.5, 30)]
+)
 def test_dedupe_policies(policy, rating, timestamp) -> None:
     kept, merged = dedupe(REPEATS, policy)
     assert merged == 2
@@ -22,8 +29,12 @@ def test_dedupe_policies(policy, rating, timestamp) -> None:
 def _activity_frame() -> pd.DataFrame:
     # 30 ordinary users with 5-40 interactions, one bot with 5000.
     counts = [*range(5, 35), 5000]
-    return pd.DataFrame({"user": np.repeat(np.arange(len(counts)), counts),
-                         "item": np.concatenate([np.arange(c) for c in counts])})
+    return pd.DataFrame(
+        {
+            "user": np.repeat(np.arange(len(counts)), counts),
+            "item": np.concatenate([np.arange(c) for c in counts]),
+        }
+    )
 
 
 @pytest.mark.parametrize("rule", ["iqr", "zscore"])

@@ -4,10 +4,16 @@ import pytest
 
 from mtrec.data.features import item_features, normalise, tokenize, user_features
 
-ITEMS = pd.DataFrame({"item_idx": [1, 2, 3], "genres": [[0], [0, 1], [1]],
-                      "year": [1990.0, 2000.0, 2010.0]})
-TRAIN = pd.DataFrame({"user_idx": [1, 1, 2], "item_idx": [1, 2, 2],
-                      "timestamp": [0, 0, int(40.5 * 365.25 * 24 * 3600)]})  # mid-2010
+ITEMS = pd.DataFrame(
+    {"item_idx": [1, 2, 3], "genres": [[0], [0, 1], [1]], "year": [1990.0, 2000.0, 2010.0]}
+)
+TRAIN = pd.DataFrame(
+    {
+        "user_idx": [1, 1, 2],
+        "item_idx": [1, 2, 2],
+        "timestamp": [0, 0, int(40.5 * 365.25 * 24 * 3600)],
+    }
+)  # mid-2010
 
 
 def test_user_features_activity_and_genre_profile() -> None:
