@@ -87,6 +87,7 @@ class PreprocessConfig(_Section):
     outliers: OutlierConfig = OutlierConfig()
     k_core: int = Field(0, ge=0, description="iterated minimum interactions per user and item")
     normalize: Literal["zscore", "minmax"] = "zscore"
+    cv_folds: int = Field(0, ge=0, description="k-fold model selection over strategies; 0 = off")
     valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     min_user_interactions: int = Field(3, ge=3)
@@ -138,7 +139,8 @@ class GatesConfig(_Section):
 
 class RegistryConfig(_Section):
     model_name: str = "mtrec"
-    strategy: Literal["scratch", "finetune"] = "finetune"
+    # A strategy name, or cv_best: the one k-fold cross-validation selected (transfer stage).
+    strategy: Literal["scratch", "finetune", "cv_best"] = "finetune"
     experiment: str = "mtrec"
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_root: str = "mlartifacts"
@@ -162,7 +164,12 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _registered_strategy_is_trained(self) -> Params:
-        if self.registry.strategy not in self.transfer.strategies:
+        if self.preprocess.cv_folds == 1:
+            raise ValueError("preprocess.cv_folds must be 0 (off) or at least 2")
+        if self.registry.strategy == "cv_best":
+            if self.preprocess.cv_folds < 2:
+                raise ValueError("registry.strategy cv_best needs preprocess.cv_folds >= 2")
+        elif self.registry.strategy not in self.transfer.strategies:
             raise ValueError(
                 f"registry.strategy {self.registry.strategy!r} is not in transfer.strategies "
                 f"{self.transfer.strategies}"

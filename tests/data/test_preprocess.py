@@ -62,3 +62,35 @@ def test_ids_are_dense_with_zero_reserved(full) -> None:
 def test_unknown_target_genre_is_a_clear_error(canonical) -> None:
     with pytest.raises(DataValidationError, match="match no item"):
         preprocess(canonical, TargetConfig(genres=["Cartoons"]), PreprocessConfig())
+
+
+def test_every_cleaning_rule_is_counted(full) -> None:
+    assert set(full.meta["cleaning"]) == {
+        "merged_duplicates",
+        "items_missing_year",
+        "outlier_users",
+        "k_core_dropped_rows",
+        "inactive_users",
+    }
+    assert full.meta["cleaning"]["items_missing_year"] == 13  # titles without "(year)"
+
+
+def test_side_features_are_normalised_on_train_rows(full) -> None:
+    feats = np.stack(full.items["features"].to_numpy())
+    assert feats.shape == (len(full.items), 2)
+    assert np.isfinite(feats).all()
+    users = np.stack(full.users["features"].to_numpy())
+    profile = users[:, 1:]
+    np.testing.assert_allclose(profile.sum(1)[profile.sum(1) > 0], 1.0, rtol=1e-6)
+
+
+def test_cv_folds_cover_only_target_train_and_valid_rows(canonical) -> None:
+    out = preprocess(canonical, TARGET, PreprocessConfig(cv_folds=3))
+    inter = out.interactions
+    pool = (inter["domain"] == "target") & inter["split"].isin(["train", "valid"])
+    assert set(inter.loc[pool, "fold"]) == {0, 1, 2}
+    assert (inter.loc[~pool, "fold"] == -1).all()
+
+
+def test_folds_are_off_by_default(full) -> None:
+    assert (full.interactions["fold"] == -1).all()

@@ -4,10 +4,12 @@ Recipe: dedupe (user, item) rows, drop outlier users, k-core, drop users below t
 activity, fill or drop items without a year, encode ids (0 = unknown), split source/target
 domains by genre, per-user temporal split, thin the target's train rows, sample negatives,
 derive side features (user activity and genre profile, item popularity and age) normalised on
-train rows only, tokenise item text. Every rule's effect is counted in ``meta["cleaning"]``.
+train rows only, tokenise item text, and (``cv_folds`` >= 2) assign the target's train/valid
+rows to folds for cross-validated model selection. Every rule's effect is counted in
+``meta["cleaning"]``.
 
 Output (one directory): ``interactions`` (user_idx, item_idx, domain, split, click, like,
-rating, timestamp), ``items`` (item, item_idx, domain, tokens, genres, features), ``users``
+rating, timestamp, fold), ``items`` (item, item_idx, domain, tokens, genres, features), ``users``
 (user, user_idx, features) and ``meta.json``.
 """
 
@@ -26,6 +28,7 @@ from mtrec.data.splitting import (
     SOURCE,
     TARGET,
     TRAIN,
+    assign_folds,
     sample_negatives,
     temporal_split,
     thin_target,
@@ -107,6 +110,7 @@ def preprocess(tables: CanonicalTables, target: TargetConfig, cfg: PreprocessCon
     rows = pd.concat([inter, negatives], ignore_index=True).astype(
         {"click": "int8", "like": "int8", "rating": "float32"}
     )
+    rows["fold"] = assign_folds(rows, cfg.cv_folds, rng)
 
     genre_names = sorted({g for cats in items["categories"] for g in cats})
     genre_id = {g: i for i, g in enumerate(genre_names)}
@@ -147,6 +151,7 @@ def preprocess(tables: CanonicalTables, target: TargetConfig, cfg: PreprocessCon
         "positives": {f"{d}/{s}": int(n) for (d, s), n in counts.items()},
         "negatives": len(negatives),
         "cleaning": stats,
+        "cv_folds": cfg.cv_folds,
     }
     log.info("preprocessed: %s; cleaning: %s", meta["positives"], stats)
     return Processed(rows, out_items, users, meta)

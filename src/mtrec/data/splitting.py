@@ -76,3 +76,13 @@ def sample_negatives(
         )
     negatives = pd.concat(parts, ignore_index=True)
     return negatives.assign(click=0, like=0, rating=np.nan)
+
+
+def assign_folds(rows: pd.DataFrame, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold 0..k-1 for each target train/valid row (k-fold model selection); -1 elsewhere, and
+    everywhere when ``k`` < 2 (no random numbers are drawn then, so other splits stay put)."""
+    fold = np.full(len(rows), -1, dtype=np.int8)
+    if k >= 2:
+        pool = ((rows["domain"] == TARGET) & rows["split"].isin([TRAIN, VALID])).to_numpy()
+        fold[pool] = rng.integers(k, size=int(pool.sum()))
+    return fold

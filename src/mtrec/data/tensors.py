@@ -45,21 +45,16 @@ def task_columns(rows: pd.DataFrame) -> dict[str, torch.Tensor]:
     }
 
 
-def ranking_task(
-    interactions: pd.DataFrame,
-    items: pd.DataFrame,
-    domain: str,
-    seen_splits: tuple[str, ...],
-    held_out: str,
-) -> RankingTask:
-    """Rank all items of ``domain`` for every user with a positive in ``held_out``, masking the
-    user's positives in ``seen_splits``."""
-    candidates = np.sort(
-        items.loc[items["domain"] == domain, "item_idx"].to_numpy(np.int64, copy=True)
-    )
-    column = np.full(int(items["item_idx"].max()) + 1, -1, dtype=np.int64)
+def domain_items(items: pd.DataFrame, domain: str) -> np.ndarray:
+    """Sorted item_idx of one domain: the candidates of full ranking."""
+    return np.sort(items.loc[items["domain"] == domain, "item_idx"].to_numpy(np.int64, copy=True))
+
+
+def ranking_task(seen: pd.DataFrame, relevant: pd.DataFrame, candidates: np.ndarray) -> RankingTask:
+    """Rank every candidate (item_idx) for each user with a ``relevant`` row, masking the
+    user's ``seen`` rows; both frames hold positive (user_idx, item_idx) rows."""
+    column = np.full(int(candidates.max()) + 1, -1, dtype=np.int64)
     column[candidates] = np.arange(len(candidates))
-    positives = interactions[(interactions["domain"] == domain) & (interactions["click"] == 1)]
 
     def pairs(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
         return (
@@ -67,25 +62,17 @@ def ranking_task(
             torch.as_tensor(column[frame["item_idx"].to_numpy(np.int64)]),
         )
 
-    relevant = positives[positives["split"] == held_out]
     return RankingTask(
         users=torch.as_tensor(np.sort(relevant["user_idx"].unique()).astype(np.int64)),
         candidates=torch.as_tensor(candidates),
-        seen=pairs(positives[positives["split"].isin(seen_splits)]),
+        seen=pairs(seen),
         relevant=pairs(relevant),
     )
 
 
-def popularity(
-    interactions: pd.DataFrame, task: RankingTask, domain: str, split: str
-) -> torch.Tensor:
-    """Positive count per candidate in ``split`` of ``domain`` (the popularity baseline)."""
-    rows = interactions[
-        (interactions["domain"] == domain)
-        & (interactions["split"] == split)
-        & (interactions["click"] == 1)
-    ]
-    counts = rows["item_idx"].value_counts()
+def popularity(train: pd.DataFrame, task: RankingTask) -> torch.Tensor:
+    """Positive count per candidate in ``train`` positives (the popularity baseline)."""
+    counts = train["item_idx"].value_counts()
     return torch.as_tensor(
         counts.reindex(task.candidates.numpy(), fill_value=0).to_numpy(np.float64)
     )

@@ -11,7 +11,7 @@ import pandas as pd
 from mtrec.config import Params
 from mtrec.core.evaluation import evaluate_model, evaluate_popularity
 from mtrec.data.splitting import TARGET, TEST, TRAIN, VALID
-from mtrec.data.tensors import popularity, ranking_task, task_columns
+from mtrec.data.tensors import domain_items, popularity, ranking_task, task_columns
 from mtrec.io import write_atomic, write_json
 from mtrec.stages.modeling import load_checkpoint, load_processed, transferred_path
 
@@ -73,7 +73,11 @@ def run(params: Params) -> None:
     k, block = params.eval.k, params.eval.user_block
     test = data.rows(TARGET, TEST)
     rows = task_columns(test)
-    task = ranking_task(data.interactions, data.items, TARGET, (TRAIN, VALID), TEST)
+    task = ranking_task(
+        data.positives(TARGET, TRAIN, VALID),
+        data.positives(TARGET, TEST),
+        domain_items(data.items, TARGET),
+    )
     strategies: dict[str, dict] = {}
     for name in params.transfer.strategies:
         per_seed = [
@@ -84,7 +88,7 @@ def run(params: Params) -> None:
         ]
         strategies[name] = _aggregate(per_seed) | {"per_seed": per_seed}
         log.info("%s: %s", name, strategies[name][f"ndcg@{k}"])
-    pop = evaluate_popularity(popularity(data.interactions, task, TARGET, TRAIN), task, k, block)
+    pop = evaluate_popularity(popularity(data.positives(TARGET, TRAIN), task), task, k, block)
     strategies["popularity"] = {m: {"mean": v, "std": 0.0} for m, v in pop.items()}
     report = {
         "k": k,

@@ -26,10 +26,15 @@ class ProcessedData:
     users: pd.DataFrame
     meta: dict
 
-    def rows(self, domain: str, split: str) -> pd.DataFrame:
-        """Labelled rows (positives and sampled negatives) of one domain and split."""
+    def rows(self, domain: str, *splits: str) -> pd.DataFrame:
+        """Labelled rows (positives and sampled negatives) of one domain and split(s)."""
         frame = self.interactions
-        return frame[(frame["domain"] == domain) & (frame["split"] == split)]
+        return frame[(frame["domain"] == domain) & frame["split"].isin(splits)]
+
+    def positives(self, domain: str, *splits: str) -> pd.DataFrame:
+        """Observed interactions only (click = 1)."""
+        rows = self.rows(domain, *splits)
+        return rows[rows["click"] == 1]
 
 
 def load_processed(params: Params) -> ProcessedData:

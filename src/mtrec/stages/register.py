@@ -10,7 +10,7 @@ from mtrec.config import Params
 from mtrec.data.splitting import TARGET
 from mtrec.io import read_json, sha256_file, write_json
 from mtrec.registry import FINGERPRINT_TAG, Registry, decide, git_revision
-from mtrec.stages import evaluate, validate
+from mtrec.stages import evaluate, transfer, validate
 from mtrec.stages.modeling import load_processed, transferred_path
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,20 @@ def metric_key(name: str) -> str:
     return name.replace("@", "_at_")
 
 
-def _log_run(params: Params, metrics: dict, decision: dict, checkpoint: Path) -> str:
+def registered_strategy(params: Params) -> str:
+    """The configured strategy, or the one cross-validation selected (``cv_best``)."""
+    if params.registry.strategy != "cv_best":
+        return params.registry.strategy
+    return read_json(params.paths.report(transfer.REPORT))["cv"]["selected"]
+
+
+def _log_run(params: Params, strategy: str, metrics: dict, decision: dict, checkpoint: Path) -> str:
     """One MLflow run: params, metrics, lineage, reports, decision, and the pyfunc model."""
     import mlflow
 
     from mtrec.serving import SIGNATURE, TopKRecommender, build_bundle
 
-    strategy, cfg = params.registry.strategy, params.registry
+    cfg = params.registry
     with (
         mlflow.start_run(run_name=f"{strategy}-{params.data.dataset}"),
         tempfile.TemporaryDirectory() as tmp,
@@ -88,7 +95,8 @@ def run(params: Params) -> None:
     """Register the configured strategy's first-seed model and move aliases per the gates."""
     metrics = read_json(params.paths.report(evaluate.METRICS_FILE))
     validation = read_json(params.paths.report(validate.REPORT))
-    checkpoint = transferred_path(params, params.registry.strategy, params.eval.seeds[0])
+    strategy = registered_strategy(params)
+    checkpoint = transferred_path(params, strategy, params.eval.seeds[0])
     registry = Registry(params.registry)
     metric = metric_key(f"ndcg@{metrics['k']}")
     fingerprint = sha256_file(checkpoint)
@@ -96,7 +104,7 @@ def run(params: Params) -> None:
     champion = registry.champion(metric)
     decision = decide(
         metrics,
-        params.registry.strategy,
+        strategy,
         validation["success"],
         params.gates,
         champion,
@@ -110,7 +118,7 @@ def run(params: Params) -> None:
             version,
         )
     else:
-        version = _log_run(params, metrics, decision.to_dict(), checkpoint)
+        version = _log_run(params, strategy, metrics, decision.to_dict(), checkpoint)
         registry.client.set_model_version_tag(
             params.registry.model_name, version, FINGERPRINT_TAG, fingerprint
         )
