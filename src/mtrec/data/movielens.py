@@ -13,7 +13,7 @@ import shutil
 import urllib.request
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -93,18 +93,9 @@ RELEASES: dict[str, MovieLensRelease] = {
         genres=_GENRES_1M,
         rating_scale=(1.0, 5.0),
     ),
-    "ml-25m": MovieLensRelease(
-        url=f"{_GROUPLENS}/ml-25m.zip",
-        sha256=None,
-        ratings="ratings.csv",
-        movies="movies.csv",
-        tags="tags.csv",
-        separator=",",
-        encoding="utf-8",
-        genres=_GENRES,
-        rating_scale=(0.5, 5.0),
-    ),
 }
+# ML-25M has the same files and layout as the bundled release.
+RELEASES["ml-25m"] = replace(RELEASES["ml-latest-small"], url=f"{_GROUPLENS}/ml-25m.zip")
 _DAT_COLUMNS = {
     "ratings.dat": ["userId", "movieId", "rating", "timestamp"],
     "movies.dat": ["movieId", "title", "genres"],

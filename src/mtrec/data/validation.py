@@ -157,10 +157,13 @@ def _failure(
     columns = kwargs.get("column_list") or ([kwargs["column"]] if "column" in kwargs else [])
     source = tables.sources[table]
     rule = config.type
-    bounds = {k: kwargs[k] for k in ("min_value", "max_value") if k in kwargs}
+    bounds = {k: kwargs[k] for k in ("min_value", "max_value") if kwargs.get(k) is not None}
     if bounds and not isinstance(next(iter(bounds.values())), dict):
-        rule += " " + ", ".join(f"{k.split('_')[0]} {v}" for k, v in bounds.items())
-    observed = detail.get("observed_value") if config.type in _AGGREGATES else None
+        rule += " " + ", ".join(f"{k.split('_')[0]} {_number(v)}" for k, v in bounds.items())
+    observed = None
+    if config.type in _AGGREGATES:
+        value = detail.get("observed_value")
+        observed = "nothing (no rows)" if value is None else _number(value)
     return Failure(
         suite=suite,
         file=os.path.basename(source.file),
@@ -169,12 +172,15 @@ def _failure(
         count=detail.get("unexpected_count"),
         rows=rows,
         examples=[str(e) for e in (detail.get("partial_unexpected_list") or [])[:examples]],
-        observed=None
-        if observed is None
-        else f"{observed:,.4g}"
-        if isinstance(observed, float)
-        else f"{observed:,}",
+        observed=observed,
     )
+
+
+def _number(value: float) -> str:
+    """Counts with thousands separators, other numbers to four significant digits."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4g}"
 
 
 def _explained(frame: pd.DataFrame, result: Any) -> bool:
