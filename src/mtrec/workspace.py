@@ -85,6 +85,8 @@ def _git_revision(project: Path) -> str:
 def _link_tree(src: Path, dst: Path) -> None:
     # Hard links cost nothing and the stages never write into their inputs.
     def link(s: str, d: str) -> None:
+        if os.path.lexists(d):  # a task retry refreshes the workspace in place
+            os.unlink(d)
         try:
             os.link(s, d)
         except OSError:

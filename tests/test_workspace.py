@@ -1,0 +1,65 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from mtrec.errors import ConfigError
+from mtrec.workspace import create_workspace, form_overrides
+
+from .conftest import make_project
+
+FORM = {
+    "target_genres": ["Horror"],
+    "strategies": ["scratch", "finetune"],
+    "epochs": 3,
+    "seeds": [7],
+    "promote": False,
+}
+
+
+def test_form_maps_onto_params_sections() -> None:
+    assert form_overrides(FORM) == {
+        "target": {"genres": ["Horror"]},
+        "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 3}},
+        "pretrain": {"epochs": 3},
+        "eval": {"seeds": [7]},
+        "registry": {"promote": False},
+    }
+
+
+def test_workspace_holds_the_runs_params_and_shares_the_cache(tmp_path) -> None:
+    project = make_project(tmp_path)
+    workspace = create_workspace(project, "manual__2026-11-29T10:00:00+00:00", form_overrides(FORM))
+    assert workspace == project / "runs" / "manual__2026-11-29T10_00_00_00_00"
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    assert params["target"]["genres"] == ["Horror"] and params["eval"]["seeds"] == [7]
+    assert params["registry"]["tracking_uri"] == f"sqlite:///{project.resolve()}/mlflow.db"
+    assert params["paths"]["accepted"] == str(project.resolve() / "data" / "accepted")
+    for path in (
+        "dvc.yaml",
+        "src/mtrec/config.py",
+        "gx/expectations/interactions.json",
+        "data/ml-latest-small/ratings.csv",
+    ):
+        assert (workspace / path).exists(), path
+    cache = subprocess.run(
+        [sys.executable, "-m", "dvc", "config", "cache.dir"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert cache == str(project.resolve() / ".dvc" / "cache")
+    # A task retry reuses the same workspace.
+    assert (
+        create_workspace(project, "manual__2026-11-29T10:00:00+00:00", form_overrides(FORM))
+        == workspace
+    )
+
+
+def test_invalid_form_values_fail_before_anything_runs(tmp_path) -> None:
+    project = make_project(tmp_path)
+    with pytest.raises(ConfigError, match="registry.strategy"):
+        create_workspace(project, "bad", form_overrides({"strategies": ["scratch"]}))
+    assert not (project / "runs").exists()
