@@ -60,6 +60,6 @@ def test_workspace_holds_the_runs_params_and_shares_the_cache(tmp_path) -> None:
 
 def test_invalid_form_values_fail_before_anything_runs(tmp_path) -> None:
     project = make_project(tmp_path)
-    with pytest.raises(ConfigError, match="registry.strategy"):
+    with pytest.raises(ConfigError, match=r"registry\.strategy"):
         create_workspace(project, "bad", form_overrides({"strategies": ["scratch"]}))
     assert not (project / "runs").exists()
