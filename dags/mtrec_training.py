@@ -21,6 +21,7 @@ PROJECT_DIR = Path(os.environ.get("MTREC_PROJECT_DIR", Path(__file__).resolve().
 # Stages that train models go to the `gpu` queue (a GPU Celery worker when there is one).
 GPU_STAGES = frozenset({"pretrain", "transfer"})
 STRATEGIES = ["scratch", "finetune"]
+ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
 
 
 @dag(
@@ -53,6 +54,13 @@ STRATEGIES = ["scratch", "finetune"]
             items={"type": "string", "enum": STRATEGIES},
             title="Transfer strategies",
             description="Trained and compared on one split.",
+        ),
+        "architecture": Param(
+            "shared_bottom",
+            type="string",
+            enum=ARCHITECTURES,
+            title="Multi-task architecture",
+            description="How the tasks share layers above the user/item encoder.",
         ),
         "epochs": Param(
             40,

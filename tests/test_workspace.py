@@ -15,6 +15,7 @@ FORM = {
     "epochs": 3,
     "seeds": [7],
     "promote": False,
+    "architecture": "mmoe",
 }
 
 
@@ -25,6 +26,7 @@ def test_form_maps_onto_params_sections() -> None:
         "pretrain": {"epochs": 3},
         "eval": {"seeds": [7]},
         "registry": {"promote": False},
+        "model": {"architecture": "mmoe"},
     }
 
 

@@ -97,10 +97,14 @@ class PreprocessConfig(_Section):
 
 
 class ModelConfig(_Section):
+    architecture: Literal["independent", "shared_bottom", "mmoe", "ple", "esmm"] = "shared_bottom"
     embedding_dim: int = Field(32, ge=2)
     bottom_dims: list[int] = [64, 32]
     tower_dims: list[int] = [16]
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    n_experts: int = Field(4, ge=1, description="MMoE experts; PLE experts per task and shared")
+    expert_dims: list[int] = Field([64, 32], min_length=1)
+    levels: int = Field(2, ge=1, description="PLE extraction levels")
 
 
 class TrainConfig(_Section):

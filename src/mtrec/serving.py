@@ -16,7 +16,7 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from mtrec.core.shared_bottom import SharedBottom
+from mtrec.core.models import load_model
 from mtrec.stages.modeling import ProcessedData
 
 DEFAULT_K = 10
@@ -59,7 +59,7 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
     """Scores every candidate for each requested user with the click head."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.model = SharedBottom.load(context.artifacts["model"]).eval()
+        self.model = load_model(context.artifacts["model"]).eval()
         bundle = torch.load(context.artifacts["bundle"], weights_only=True)
         self.users: dict[int, int] = bundle["users"]
         self.candidates = torch.tensor(bundle["candidate_idx"])

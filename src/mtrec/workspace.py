@@ -38,6 +38,8 @@ def form_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
         overrides["target"] = {"genres": list(form["target_genres"])}
     if "strategies" in form:
         overrides.setdefault("transfer", {})["strategies"] = list(form["strategies"])
+    if "architecture" in form:
+        overrides["model"] = {"architecture": form["architecture"]}
     if "epochs" in form:
         overrides["pretrain"] = {"epochs": int(form["epochs"])}
         overrides.setdefault("transfer", {})["train"] = {"epochs": int(form["epochs"])}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from mtrec.core.shared_bottom import ModelSpec, SharedBottom
+from mtrec.core.models import build_model
+from mtrec.core.multitask import ModelSpec, MultiTaskModel
 
 
-def tiny_model(seed: int = 0, n_users: int = 20, n_items: int = 30) -> SharedBottom:
-    """A small model with random item tokens and genres installed."""
+def tiny_model(
+    seed: int = 0, n_users: int = 20, n_items: int = 30, architecture: str = "shared_bottom"
+) -> MultiTaskModel:
+    """A small model of ``architecture`` with random side data installed."""
     torch.manual_seed(seed)
     spec = ModelSpec(
         n_users=n_users,
@@ -23,8 +26,12 @@ def tiny_model(seed: int = 0, n_users: int = 20, n_items: int = 30) -> SharedBot
         tower_dims=(8,),
         dropout=0.0,
         rating_mean=3.5,
+        architecture=architecture,
+        n_experts=2,
+        expert_dims=(8,),
+        levels=2,
     )
-    model = SharedBottom(spec)
+    model = build_model(spec)
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, spec.n_tokens, (n_items, spec.max_tokens), generator=gen)
     genres = (torch.rand(n_items, spec.n_genres, generator=gen) > 0.5).float()

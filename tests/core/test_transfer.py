@@ -17,8 +17,12 @@ def test_scratch_ignores_the_source() -> None:
     source, target = tiny_model(seed=1), tiny_model(seed=2)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     get_strategy("scratch").prepare(target, source)
-    assert torch.equal(target.user_embedding.weight, before["user_embedding.weight"])
-    assert not torch.equal(target.user_embedding.weight, source.user_embedding.weight)
+    assert torch.equal(
+        target.encoder.user_embedding.weight, before["encoder.user_embedding.weight"]
+    )
+    assert not torch.equal(
+        target.encoder.user_embedding.weight, source.encoder.user_embedding.weight
+    )
 
 
 def test_finetune_refuses_a_different_architecture() -> None:

@@ -81,7 +81,14 @@ def test_dag_parses_and_wires_every_stage(airflow_env) -> None:
     ]
     assert info["queues"]["pretrain"] == info["queues"]["transfer"] == "gpu"
     assert info["queues"]["validate"] == "default"
-    assert set(info["params"]) == {"target_genres", "strategies", "epochs", "seeds", "promote"}
+    assert set(info["params"]) == {
+        "target_genres",
+        "strategies",
+        "architecture",
+        "epochs",
+        "seeds",
+        "promote",
+    }
     assert info["catchup"] is False and "mtrec" in info["tags"]
 
 

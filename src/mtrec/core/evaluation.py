@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from mtrec.core.metrics import auc, mae, ranking_metrics, rmse
-from mtrec.core.shared_bottom import SharedBottom
+from mtrec.core.multitask import MultiTaskModel
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def _summary(per_user: Mapping[str, torch.Tensor], k: int) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate_model(
-    model: SharedBottom, rows: Mapping[str, torch.Tensor], task: RankingTask, k: int, block: int
+    model: MultiTaskModel, rows: Mapping[str, torch.Tensor], task: RankingTask, k: int, block: int
 ) -> dict[str, float]:
     """click AUC (all rows), like AUC (clicked rows), rating RMSE/MAE (observed rows), and
     NDCG/HR/Recall@K + MRR over every candidate with seen ones masked."""

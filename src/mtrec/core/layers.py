@@ -31,3 +31,21 @@ class TextBag(nn.Module):
         mask = (tokens > 0).unsqueeze(-1).float()
         summed = (self.embedding(tokens) * mask).sum(1)
         return summed / mask.sum(1).clamp(min=1.0)
+
+
+def towers(
+    in_dim: int, dims: tuple[int, ...], dropout: float, tasks: tuple[str, ...]
+) -> nn.ModuleDict:
+    """One MLP tower with a single output per task."""
+    return nn.ModuleDict({t: mlp(in_dim, list(dims), dropout, out_dim=1) for t in tasks})
+
+
+def experts(in_dim: int, dims: tuple[int, ...], dropout: float, n: int) -> nn.ModuleList:
+    """``n`` expert MLPs of the same shape."""
+    return nn.ModuleList(mlp(in_dim, list(dims), dropout) for _ in range(n))
+
+
+def mix(gate_logits: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
+    """Softmax-gated sum of expert outputs: [n, k] gate logits, k x [n, h] -> [n, h]."""
+    weights = torch.softmax(gate_logits, dim=-1).unsqueeze(-1)  # [n, k, 1]
+    return (weights * torch.stack(outputs, dim=1)).sum(1)  # [n, h]

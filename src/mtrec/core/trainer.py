@@ -13,12 +13,12 @@ import torch
 
 from mtrec.core.batches import TensorBatches
 from mtrec.core.losses import task_losses, weighted_total
-from mtrec.core.shared_bottom import SharedBottom
+from mtrec.core.multitask import MultiTaskModel
 
 log = logging.getLogger(__name__)
 
 # Extra loss term added to the task loss (e.g. a transfer regulariser); None for plain training.
-Penalty = Callable[[SharedBottom], torch.Tensor]
+Penalty = Callable[[MultiTaskModel], torch.Tensor]
 
 
 class TrainSettings(Protocol):
@@ -53,7 +53,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def train_epoch(
-    model: SharedBottom,
+    model: MultiTaskModel,
     batches: TensorBatches,
     optimizer: torch.optim.Optimizer,
     weights: Mapping[str, float],
@@ -76,7 +76,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def eval_loss(model: SharedBottom, batches: TensorBatches, weights: Mapping[str, float]) -> float:
+def eval_loss(model: MultiTaskModel, batches: TensorBatches, weights: Mapping[str, float]) -> float:
     """Mean weighted task loss (no regulariser) over ``batches``."""
     model.eval()
     total, n = 0.0, 0
@@ -90,7 +90,7 @@ def eval_loss(model: SharedBottom, batches: TensorBatches, weights: Mapping[str,
 
 
 def fit(
-    model: SharedBottom,
+    model: MultiTaskModel,
     train: Mapping[str, torch.Tensor],
     valid: Mapping[str, torch.Tensor],
     cfg: TrainSettings,

@@ -5,7 +5,7 @@ Each strategy is an object with one job (prepare the target model); unknown name
 
 from __future__ import annotations
 
-from mtrec.core.shared_bottom import SharedBottom
+from mtrec.core.multitask import MultiTaskModel
 
 
 class Scratch:
@@ -14,7 +14,7 @@ class Scratch:
     name = "scratch"
     needs_source = False
 
-    def prepare(self, model: SharedBottom, source: SharedBottom | None) -> SharedBottom:
+    def prepare(self, model: MultiTaskModel, source: MultiTaskModel | None) -> MultiTaskModel:
         return model
 
 
@@ -24,7 +24,7 @@ class Finetune:
     name = "finetune"
     needs_source = True
 
-    def prepare(self, model: SharedBottom, source: SharedBottom | None) -> SharedBottom:
+    def prepare(self, model: MultiTaskModel, source: MultiTaskModel | None) -> MultiTaskModel:
         if source is None:
             raise ValueError("finetune needs the pretrained source model")
         if source.spec != model.spec:

@@ -10,7 +10,9 @@ import pandas as pd
 import torch
 
 from mtrec.config import Params
-from mtrec.core.shared_bottom import ModelSpec, SharedBottom
+from mtrec.core.models import build_model as build_architecture
+from mtrec.core.models import load_model
+from mtrec.core.multitask import ModelSpec, MultiTaskModel
 from mtrec.data.splitting import TRAIN
 from mtrec.data.tensors import side_features
 from mtrec.errors import ArtifactError
@@ -49,7 +51,7 @@ def load_processed(params: Params) -> ProcessedData:
         raise ArtifactError(f"{exc.filename}: missing; run the preprocess stage first") from exc
 
 
-def build_model(params: Params, data: ProcessedData, seed: int) -> SharedBottom:
+def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskModel:
     """A freshly initialised model (seeded) with the side features installed."""
     meta = data.meta
     torch.manual_seed(seed)
@@ -66,11 +68,15 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> SharedBottom:
         bottom_dims=tuple(params.model.bottom_dims),
         tower_dims=tuple(params.model.tower_dims),
         dropout=params.model.dropout,
+        architecture=params.model.architecture,
+        n_experts=params.model.n_experts,
+        expert_dims=tuple(params.model.expert_dims),
+        levels=params.model.levels,
         rating_mean=float(
             data.interactions.loc[observed & (data.interactions["split"] == TRAIN), "rating"].mean()
         ),
     )
-    model = SharedBottom(spec)
+    model = build_architecture(spec)
     model.set_side_features(**side_features(data.items, data.users, meta))
     return model
 
@@ -85,8 +91,8 @@ def transferred_path(params: Params, strategy: str, seed: int) -> Path:
     return Path(params.paths.transferred) / strategy / f"seed{seed}.pt"
 
 
-def load_checkpoint(path: Path) -> SharedBottom:
+def load_checkpoint(path: Path) -> MultiTaskModel:
     """Load a checkpoint, saying which stage should have produced a missing one."""
     if not path.exists():
         raise ArtifactError(f"{path}: checkpoint missing; run the stage that writes it first")
-    return SharedBottom.load(path)
+    return load_model(path)

@@ -14,7 +14,7 @@ import torch
 
 from mtrec.config import Params
 from mtrec.core.evaluation import evaluate_model
-from mtrec.core.shared_bottom import SharedBottom
+from mtrec.core.multitask import MultiTaskModel
 from mtrec.core.trainer import FitResult, fit, pick_device
 from mtrec.core.transfer import get_strategy
 from mtrec.data.splitting import TARGET, TRAIN, VALID
@@ -41,7 +41,7 @@ def train_strategy(
     train: dict[str, torch.Tensor],
     valid: dict[str, torch.Tensor],
     device: torch.device,
-) -> tuple[SharedBottom, FitResult]:
+) -> tuple[MultiTaskModel, FitResult]:
     """Build the strategy's starting point for ``seed`` and train it on the target rows."""
     strategy = get_strategy(name)
     source = load_checkpoint(pretrained_path(params, seed)) if strategy.needs_source else None

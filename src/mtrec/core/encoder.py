@@ -1,0 +1,92 @@
+"""The input side every multi-task architecture shares: users and items -> one pair vector.
+
+Users are an id embedding plus projected side features; items are an id embedding, a
+bag-of-words text encoding, projected genres and projected side features. The item-genre
+head reads the text encoding only, so pretraining on genres teaches the text encoder something
+that transfers to items of a new domain (whose ids were never seen).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from mtrec.core.layers import TextBag
+
+if TYPE_CHECKING:
+    from mtrec.core.multitask import ModelSpec
+
+# User vector (d) + item id, text, genre and side vectors (4d).
+PAIR_WIDTH = 5
+
+
+class PairEncoder(nn.Module):
+    """Embeddings, text encoder, side-feature projections and the item side data (buffers)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        d = spec.embedding_dim
+        self.out_dim = PAIR_WIDTH * d
+        self.user_embedding = nn.Embedding(spec.n_users, d)
+        self.item_embedding = nn.Embedding(spec.n_items, d)
+        self.text = TextBag(spec.n_tokens, d)
+        self.genre = nn.Linear(spec.n_genres, d, bias=False)
+        self.user_side = nn.Linear(spec.n_user_features, d)
+        self.item_side = nn.Linear(spec.n_item_features, d)
+        self.category = nn.Linear(d, spec.n_genres)
+        # Side data lives with the model so a batch is just (user, item) indices.
+        self.register_buffer(
+            "item_tokens", torch.zeros(spec.n_items, spec.max_tokens, dtype=torch.long)
+        )
+        self.register_buffer("item_genres", torch.zeros(spec.n_items, spec.n_genres))
+        self.register_buffer("item_features", torch.zeros(spec.n_items, spec.n_item_features))
+        self.register_buffer("user_features", torch.zeros(spec.n_users, spec.n_user_features))
+        for emb in (self.user_embedding, self.item_embedding, self.text.embedding):
+            nn.init.normal_(emb.weight, std=0.05)
+
+    def set_side_features(
+        self,
+        item_tokens: torch.Tensor,
+        item_genres: torch.Tensor,
+        item_features: torch.Tensor,
+        user_features: torch.Tensor,
+    ) -> None:
+        """Install token ids [n_items, max_tokens], genre multi-hot [n_items, n_genres] and
+        numeric features [n_items, ·] and [n_users, ·]."""
+        self.item_tokens.copy_(item_tokens)
+        self.item_genres.copy_(item_genres)
+        self.item_features.copy_(item_features)
+        self.user_features.copy_(user_features)
+
+    def users(self, users: torch.Tensor) -> torch.Tensor:
+        """[n] -> [n, d]."""
+        return self.user_embedding(users) + self.user_side(self.user_features[users])
+
+    def items(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n] -> item vector [n, 4d] and its text encoding [n, d]."""
+        text = self.text(self.item_tokens[items])
+        genre = self.genre(self.item_genres[items])
+        side = self.item_side(self.item_features[items])
+        return torch.cat([self.item_embedding(items), text, genre, side], dim=-1), text
+
+    def forward(
+        self, users: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row-wise pairs: [n, 5d] and the items' text encodings [n, d]."""
+        item_vec, text = self.items(items)
+        return torch.cat([self.users(users), item_vec], dim=-1), text
+
+    def pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Every (user, item) pair, user-major: [n_users * n_items, 5d]."""
+        item_vec, _ = self.items(items)  # [n_items, 4d]
+        user_vec = self.users(users)  # [n_users, d]
+        grid = torch.cat(
+            [
+                user_vec.unsqueeze(1).expand(-1, len(items), -1),
+                item_vec.unsqueeze(0).expand(len(users), -1, -1),
+            ],
+            dim=-1,
+        )  # [n_users, n_items, 5d]
+        return grid.reshape(-1, self.out_dim)

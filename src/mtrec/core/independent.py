@@ -1,0 +1,21 @@
+"""Independent towers: no sharing above the encoder, the baseline that multi-task sharing
+must beat (each task has its own bottom and tower)."""
+
+from __future__ import annotations
+
+import torch
+
+from mtrec.core.layers import towers
+from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
+
+
+class IndependentTowers(MultiTaskModel):
+    """pair -> a separate MLP (bottom + tower sizes) per task."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        dims = (*spec.bottom_dims, *spec.tower_dims)
+        self.towers = towers(self.encoder.out_dim, dims, spec.dropout, SCORE_TASKS)
+
+    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {t: tower(pairs).squeeze(-1) for t, tower in self.towers.items()}

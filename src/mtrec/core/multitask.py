@@ -1,0 +1,89 @@
+"""What every multi-task architecture shares: the spec, the pair encoder, the task outputs'
+contract, full-ranking scores and self-describing checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mtrec.core.encoder import PairEncoder
+
+SCORE_TASKS = ("click", "like", "rating")
+# Pairs scored at once by score_matrix: bounds memory for the expert models (PLE runs 16
+# experts over every pair) whatever the catalogue size.
+PAIRS_PER_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model; saved beside the weights."""
+
+    n_users: int
+    n_items: int
+    n_tokens: int
+    n_genres: int
+    n_user_features: int
+    n_item_features: int
+    max_tokens: int
+    embedding_dim: int
+    bottom_dims: tuple[int, ...]
+    tower_dims: tuple[int, ...]
+    dropout: float
+    rating_mean: float
+    architecture: str = "shared_bottom"
+    n_experts: int = 4
+    expert_dims: tuple[int, ...] = (64,)
+    levels: int = 2
+
+
+class MultiTaskModel(nn.Module):
+    """Base class: subclasses map the pair vector to one logit per score task."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.encoder = PairEncoder(spec)
+
+    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """[n, encoder.out_dim] -> {click, like, rating}: [n] each (rating before its mean)."""
+        raise NotImplementedError
+
+    @property
+    def item_genres(self) -> torch.Tensor:
+        """Genre multi-hot per item (the category task's labels)."""
+        return self.encoder.item_genres
+
+    def set_side_features(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> None:
+        """See :meth:`PairEncoder.set_side_features`."""
+        self.encoder.set_side_features(*args, **kwargs)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-row outputs: click/like logits, rating, category logits [batch, n_genres]."""
+        pairs, text = self.encoder(users, items)
+        out = self.task_logits(pairs)
+        out["rating"] = out["rating"] + self.spec.rating_mean
+        out["category"] = self.encoder.category(text)
+        return out
+
+    @torch.no_grad()
+    def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Click logits for every (user, item) pair: [n_users, n_items]."""
+        step = max(1, PAIRS_PER_CHUNK // max(len(items), 1))
+        rows = [
+            self.task_logits(self.encoder.pairs(chunk, items))["click"].view(len(chunk), -1)
+            for chunk in users.split(step)
+        ]
+        return torch.cat(rows)
+
+    def save(self, path: str | Path) -> None:
+        """Self-describing checkpoint: spec + weights."""
+        torch.save({"spec": asdict(self.spec), "state": self.state_dict()}, path)
+
+
+def spec_from_dict(raw: dict) -> ModelSpec:
+    """Rebuild a spec read from a checkpoint (tuples come back as tuples or lists)."""
+    tuples = {k: tuple(raw[k]) for k in ("bottom_dims", "tower_dims", "expert_dims") if k in raw}
+    return ModelSpec(**(raw | tuples))

@@ -1,0 +1,65 @@
+"""Progressive Layered Extraction.
+
+Tang et al., "Progressive Layered Extraction (PLE): A Novel Multi-Task Learning (MTL) Model
+for Personalized Recommendations", RecSys 2020. Each extraction level (a CGC) has experts per
+task and shared experts; a task's gate mixes its own and the shared experts, and a shared gate
+mixes all of them as the shared input of the next level.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mtrec.core.layers import experts, mix, towers
+from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
+
+
+class ExtractionLevel(nn.Module):
+    """One customized gate control (CGC) level."""
+
+    def __init__(self, in_dim: int, spec: ModelSpec, last: bool) -> None:
+        super().__init__()
+        k = spec.n_experts
+        self.task_experts = nn.ModuleDict(
+            {t: experts(in_dim, spec.expert_dims, spec.dropout, k) for t in SCORE_TASKS}
+        )
+        self.shared_experts = experts(in_dim, spec.expert_dims, spec.dropout, k)
+        self.task_gates = nn.ModuleDict({t: nn.Linear(in_dim, 2 * k) for t in SCORE_TASKS})
+        # The last level feeds the towers only, so it needs no shared output.
+        self.shared_gate = None if last else nn.Linear(in_dim, k * (len(SCORE_TASKS) + 1))
+
+    def forward(
+        self, task_inputs: dict[str, torch.Tensor], shared_input: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        shared = [e(shared_input) for e in self.shared_experts]  # k x [n, h]
+        own = {t: [e(task_inputs[t]) for e in self.task_experts[t]] for t in SCORE_TASKS}
+        task_out = {
+            t: mix(self.task_gates[t](task_inputs[t]), own[t] + shared) for t in SCORE_TASKS
+        }
+        if self.shared_gate is None:
+            return task_out, None
+        everything = [o for t in SCORE_TASKS for o in own[t]] + shared
+        return task_out, mix(self.shared_gate(shared_input), everything)
+
+
+class PLE(MultiTaskModel):
+    """pair -> ``levels`` extraction levels -> per-task tower."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        if spec.levels < 1:
+            raise ValueError("PLE needs at least one extraction level")
+        widths = [self.encoder.out_dim] + [spec.expert_dims[-1]] * (spec.levels - 1)
+        self.levels = nn.ModuleList(
+            ExtractionLevel(w, spec, last=i == spec.levels - 1) for i, w in enumerate(widths)
+        )
+        self.towers = towers(spec.expert_dims[-1], spec.tower_dims, spec.dropout, SCORE_TASKS)
+
+    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
+        task_inputs: dict[str, torch.Tensor] = dict.fromkeys(SCORE_TASKS, pairs)
+        shared: torch.Tensor | None = pairs
+        for level in self.levels:
+            assert shared is not None  # only the last level returns no shared output
+            task_inputs, shared = level(task_inputs, shared)
+        return {t: self.towers[t](task_inputs[t]).squeeze(-1) for t in SCORE_TASKS}

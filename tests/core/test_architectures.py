@@ -1,0 +1,93 @@
+"""Every multi-task architecture honours the same contract."""
+
+import pytest
+import torch
+
+from mtrec.config import TrainConfig
+from mtrec.core.losses import task_losses, weighted_total
+from mtrec.core.metrics import auc
+from mtrec.core.models import ARCHITECTURES, build_model, load_model
+from mtrec.core.trainer import fit
+
+from .helpers import learnable_rows, tiny_model
+
+ALL = sorted(ARCHITECTURES)
+USERS, ITEMS = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_forward_shapes(architecture) -> None:
+    out = tiny_model(architecture=architecture)(USERS, ITEMS)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "click": (3,),
+        "like": (3,),
+        "rating": (3,),
+        "category": (3, 4),
+    }
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_score_matrix_equals_pairwise_forward(architecture) -> None:
+    model = tiny_model(architecture=architecture).eval()
+    users, items = torch.tensor([1, 7]), torch.tensor([3, 4, 9])
+    pairwise = model(users.repeat_interleave(3), items.repeat(2))["click"].view(2, 3)
+    torch.testing.assert_close(model.score_matrix(users, items), pairwise.detach())
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_checkpoint_round_trip(architecture, tmp_path) -> None:
+    model = tiny_model(architecture=architecture).eval()
+    model.save(tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt").eval()
+    assert type(loaded) is type(model) and loaded.spec == model.spec
+    torch.testing.assert_close(loaded(USERS, ITEMS)["like"], model(USERS, ITEMS)["like"])
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_gradients_reach_every_parameter(architecture) -> None:
+    model = tiny_model(architecture=architecture)
+    rows = learnable_rows(64)
+    weights = {"click": 1.0, "like": 1.0, "rating": 1.0, "category": 1.0}
+    weighted_total(
+        task_losses(model(rows["user"], rows["item"]), rows, model.item_genres), weights
+    ).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_each_architecture_learns_a_learnable_problem(architecture) -> None:
+    model = tiny_model(architecture=architecture)
+    train, valid = learnable_rows(2000, seed=1), learnable_rows(400, seed=2)
+    cfg = TrainConfig(
+        epochs=60,
+        batch_size=64,
+        lr=0.01,
+        patience=60,
+        task_weights={"click": 1.0, "like": 0.5, "rating": 0.1, "category": 0.1},
+    )
+    fit(model, train, valid, cfg, seed=0, device=torch.device("cpu"))
+    model.eval()
+    assert auc(model(valid["user"], valid["item"])["click"], valid["click"]) > 0.9
+
+
+def test_esmm_like_never_exceeds_click() -> None:
+    model = tiny_model(architecture="esmm")
+    with torch.no_grad():
+        for scale in (0.0, 5.0, 50.0):  # extreme logits too
+            for p in model.towers.parameters():
+                p.add_(torch.randn_like(p) * scale)
+            out = model(torch.arange(1, 20), torch.arange(1, 20))
+            assert (torch.sigmoid(out["like"]) <= torch.sigmoid(out["click"]) + 1e-6).all()
+
+
+def test_ple_stacks_the_requested_levels() -> None:
+    model = tiny_model(architecture="ple")
+    assert len(model.levels) == 2
+    assert model.levels[0].shared_gate is not None and model.levels[1].shared_gate is None
+
+
+def test_unknown_architecture_is_an_error() -> None:
+    spec = tiny_model().spec
+    with pytest.raises(ValueError, match="unknown architecture 'mmeo'"):
+        build_model(type(spec)(**{**spec.__dict__, "architecture": "mmeo"}))
