@@ -20,7 +20,7 @@ from mtrec.stages import STAGES
 PROJECT_DIR = Path(os.environ.get("MTREC_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 # Stages that train models go to the `gpu` queue (a GPU Celery worker when there is one).
 GPU_STAGES = frozenset({"pretrain", "transfer"})
-STRATEGIES = ["scratch", "finetune"]
+STRATEGIES = ["scratch", "zero_shot", "frozen", "finetune", "l2sp"]
 ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
 
 
@@ -48,7 +48,7 @@ ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
             description="Movies with any of these genres form the target domain.",
         ),
         "strategies": Param(
-            STRATEGIES,
+            ["scratch", "finetune"],
             type="array",
             minItems=1,
             items={"type": "string", "enum": STRATEGIES},

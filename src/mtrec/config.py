@@ -125,7 +125,11 @@ class TrainConfig(_Section):
 
 
 class TransferConfig(_Section):
-    strategies: list[Literal["scratch", "finetune"]] = ["scratch", "finetune"]
+    strategies: list[Literal["scratch", "zero_shot", "frozen", "finetune", "l2sp"]] = [
+        "scratch",
+        "finetune",
+    ]
+    l2sp_strength: float = Field(0.01, ge=0.0, description="λ of l2sp: λ‖θ - θ_source‖²")
     train: TrainConfig = TrainConfig(lr=1e-3)
 
 
@@ -144,7 +148,7 @@ class GatesConfig(_Section):
 class RegistryConfig(_Section):
     model_name: str = "mtrec"
     # A strategy name, or cv_best: the one k-fold cross-validation selected (transfer stage).
-    strategy: Literal["scratch", "finetune", "cv_best"] = "finetune"
+    strategy: Literal["scratch", "zero_shot", "frozen", "finetune", "l2sp", "cv_best"] = "finetune"
     experiment: str = "mtrec"
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_root: str = "mlartifacts"

@@ -16,6 +16,8 @@ from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
 class MMoE(MultiTaskModel):
     """pair -> n_experts expert MLPs -> per-task gated mixture -> tower."""
 
+    shared_modules = ("experts",)
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         width = self.encoder.out_dim

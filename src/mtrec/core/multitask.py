@@ -12,6 +12,8 @@ from torch import nn
 from mtrec.core.encoder import PairEncoder
 
 SCORE_TASKS = ("click", "like", "rating")
+# Encoder parts that carry knowledge across domains (item ids and the genre head do not).
+SHARED_ENCODER = ("user_embedding", "user_side", "text", "genre", "item_side")
 # Pairs scored at once by score_matrix: bounds memory for the expert models (PLE runs 16
 # experts over every pair) whatever the catalogue size.
 PAIRS_PER_CHUNK = 1 << 16
@@ -41,6 +43,9 @@ class ModelSpec:
 
 class MultiTaskModel(nn.Module):
     """Base class: subclasses map the pair vector to one logit per score task."""
+
+    # Submodules shared by all tasks above the encoder (what feature transfer keeps frozen).
+    shared_modules: tuple[str, ...] = ()
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -77,6 +82,14 @@ class MultiTaskModel(nn.Module):
             for chunk in users.split(step)
         ]
         return torch.cat(rows)
+
+    def shared_parameter_names(self) -> list[str]:
+        """Parameters that transfer as shared knowledge: the shared encoder parts and the
+        architecture's shared layers (not item ids, task heads or gates)."""
+        prefixes = tuple(f"encoder.{m}." for m in SHARED_ENCODER) + tuple(
+            f"{m}." for m in self.shared_modules
+        )
+        return [name for name, _ in self.named_parameters() if name.startswith(prefixes)]
 
     def save(self, path: str | Path) -> None:
         """Self-describing checkpoint: spec + weights."""

@@ -46,6 +46,8 @@ class ExtractionLevel(nn.Module):
 class PLE(MultiTaskModel):
     """pair -> ``levels`` extraction levels -> per-task tower."""
 
+    shared_modules = ("levels",)
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         if spec.levels < 1:

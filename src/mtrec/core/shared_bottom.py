@@ -15,6 +15,8 @@ from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
 class SharedBottom(MultiTaskModel):
     """pair -> shared MLP -> one tower per task."""
 
+    shared_modules = ("bottom",)
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self.bottom = mlp(self.encoder.out_dim, list(spec.bottom_dims), spec.dropout)

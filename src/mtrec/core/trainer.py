@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +16,9 @@ from mtrec.core.losses import task_losses, weighted_total
 from mtrec.core.multitask import MultiTaskModel
 
 log = logging.getLogger(__name__)
+
+# Extra loss term on top of the task losses (a transfer regulariser such as L2-SP).
+Penalty = Callable[[MultiTaskModel], torch.Tensor | None]
 
 
 class TrainSettings(Protocol):
@@ -54,13 +57,17 @@ def train_epoch(
     batches: TensorBatches,
     optimizer: torch.optim.Optimizer,
     weights: Mapping[str, float],
+    penalty: Penalty | None = None,
 ) -> float:
-    """One pass over ``batches``; returns the mean weighted loss."""
+    """One pass over ``batches``; returns the mean training loss (penalty included)."""
     model.train()
     total, n = 0.0, 0
     for batch in batches:
         out = model(batch["user"], batch["item"])
         loss = weighted_total(task_losses(out, batch, model.item_genres), weights)
+        extra = penalty(model) if penalty is not None else None
+        if extra is not None:
+            loss = loss + extra
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -90,6 +97,7 @@ def fit(
     cfg: TrainSettings,
     seed: int,
     device: torch.device,
+    penalty: Penalty | None = None,
 ) -> FitResult:
     """Train with Adam; keep the weights of the epoch with the lowest validation loss."""
     start = time.perf_counter()
@@ -106,7 +114,7 @@ def fit(
     history: list[dict[str, float]] = []
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
-        train_loss = train_epoch(model, train_batches, optimizer, cfg.task_weights)
+        train_loss = train_epoch(model, train_batches, optimizer, cfg.task_weights, penalty)
         valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
         history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss})
         log.info("epoch %d: train %.4f valid %.4f", epoch, train_loss, valid_loss)

@@ -1,14 +1,43 @@
-"""Transfer strategies: how a target-domain model starts from the source-domain one.
+"""Transfer strategies: how a target-domain model starts from the source-domain one and what
+training on the target may change.
 
-Each strategy is an object with one job (prepare the target model); unknown names raise.
+Each strategy is an object with one job; ``get_strategy`` makes a fresh one per training run
+(L2-SP keeps the source weights it pulls towards) and raises on unknown names.
 """
 
 from __future__ import annotations
 
+import torch
+
 from mtrec.core.multitask import MultiTaskModel
 
 
-class Scratch:
+class Strategy:
+    """Default behaviour: start from every source weight, train everything, no penalty."""
+
+    name = "finetune"
+    needs_source = True
+    trains = True
+
+    def prepare(self, model: MultiTaskModel, source: MultiTaskModel | None) -> MultiTaskModel:
+        """Copy the source weights into ``model`` (same spec required)."""
+        if source is None:
+            raise ValueError(f"{self.name} needs the pretrained source model")
+        if source.spec != model.spec:
+            raise ValueError(f"source model spec {source.spec} does not match {model.spec}")
+        model.load_state_dict(source.state_dict())
+        return model
+
+    def penalty(self, model: MultiTaskModel) -> torch.Tensor | None:
+        """Extra loss added to the task loss while training on the target (none here)."""
+        return None
+
+
+class Finetune(Strategy):
+    """Model transfer: start from every source weight, then train all of them on the target."""
+
+
+class Scratch(Strategy):
     """Baseline: the target model starts from random weights; the source is not used."""
 
     name = "scratch"
@@ -18,29 +47,67 @@ class Scratch:
         return model
 
 
-class Finetune:
-    """Model transfer: start from every source weight, then train all of them on the target."""
+class ZeroShot(Strategy):
+    """The source model applied to the target as it is: no target training at all."""
 
-    name = "finetune"
-    needs_source = True
+    name = "zero_shot"
+    trains = False
+
+
+class Frozen(Strategy):
+    """Feature transfer: the shared encoder and shared layers keep their source weights;
+    only the task heads, the item-id embeddings and the genre head train on the target."""
+
+    name = "frozen"
 
     def prepare(self, model: MultiTaskModel, source: MultiTaskModel | None) -> MultiTaskModel:
-        if source is None:
-            raise ValueError("finetune needs the pretrained source model")
-        if source.spec != model.spec:
-            raise ValueError(f"source model spec {source.spec} does not match {model.spec}")
-        model.load_state_dict(source.state_dict())
+        model = super().prepare(model, source)
+        shared = set(model.shared_parameter_names())
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name not in shared)
         return model
 
 
-STRATEGIES = {s.name: s for s in (Scratch(), Finetune())}
+class L2SP(Strategy):
+    """Fine-tuning that stays near the source: λ‖θ - θ_source‖² over the transferred weights.
+
+    Li et al., "Explicit Inductive Bias for Transfer Learning with Convolutional Networks",
+    ICML 2018.
+    """
+
+    name = "l2sp"
+
+    def __init__(self, strength: float) -> None:
+        self.strength = strength
+        self.anchor: dict[str, torch.Tensor] = {}
+
+    def prepare(self, model: MultiTaskModel, source: MultiTaskModel | None) -> MultiTaskModel:
+        model = super().prepare(model, source)
+        shared = set(model.shared_parameter_names())
+        self.anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n in shared}
+        return model
+
+    def penalty(self, model: MultiTaskModel) -> torch.Tensor:
+        params = dict(model.named_parameters())
+        return self.strength * sum(
+            ((params[n] - start.to(params[n].device)) ** 2).sum()
+            for n, start in self.anchor.items()
+        )
 
 
-def get_strategy(name: str) -> Scratch | Finetune:
-    """Look a strategy up by name."""
+STRATEGIES = ("scratch", "zero_shot", "frozen", "finetune", "l2sp")
+
+
+def get_strategy(name: str, l2sp_strength: float = 0.0) -> Strategy:
+    """A fresh strategy object for one training run."""
+    makers = {
+        "scratch": Scratch,
+        "zero_shot": ZeroShot,
+        "frozen": Frozen,
+        "finetune": Finetune,
+        "l2sp": lambda: L2SP(l2sp_strength),
+    }
     try:
-        return STRATEGIES[name]
+        return makers[name]()
     except KeyError:
-        raise ValueError(
-            f"unknown transfer strategy {name!r}; known: {sorted(STRATEGIES)}"
-        ) from None
+        raise ValueError(f"unknown transfer strategy {name!r}; known: {list(STRATEGIES)}") from None

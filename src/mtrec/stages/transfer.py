@@ -41,12 +41,14 @@ def train_strategy(
     train: dict[str, torch.Tensor],
     valid: dict[str, torch.Tensor],
     device: torch.device,
-) -> tuple[MultiTaskModel, FitResult]:
+) -> tuple[MultiTaskModel, FitResult | None]:
     """Build the strategy's starting point for ``seed`` and train it on the target rows."""
-    strategy = get_strategy(name)
+    strategy = get_strategy(name, params.transfer.l2sp_strength)
     source = load_checkpoint(pretrained_path(params, seed)) if strategy.needs_source else None
     model = strategy.prepare(build_model(params, data, seed), source)
-    return model, fit(model, train, valid, params.transfer.train, seed, device)
+    if not strategy.trains:
+        return model, None
+    return model, fit(model, train, valid, params.transfer.train, seed, device, strategy.penalty)
 
 
 def cross_validate(
@@ -101,16 +103,14 @@ def run(params: Params) -> None:
             for seed in params.eval.seeds:
                 model, result = train_strategy(params, data, name, seed, train, valid, device)
                 model.cpu().save(out_dir / name / f"seed{seed}.pt")
-                report.setdefault("strategies", {}).setdefault(name, {})[f"seed{seed}"] = {
-                    "best_epoch": result.best_epoch,
-                    "seconds": result.seconds,
-                    "valid_loss": result.best_valid_loss,
-                }
-                log.info(
-                    "%s seed %d: best epoch %d, %.1fs",
-                    name,
-                    seed,
-                    result.best_epoch,
-                    result.seconds,
+                report.setdefault("strategies", {}).setdefault(name, {})[f"seed{seed}"] = (
+                    {"trained": False}
+                    if result is None
+                    else {
+                        "best_epoch": result.best_epoch,
+                        "seconds": result.seconds,
+                        "valid_loss": result.best_valid_loss,
+                    }
                 )
+                log.info("%s seed %d: %s", name, seed, report["strategies"][name][f"seed{seed}"])
     write_json(params.paths.report(REPORT), report)
