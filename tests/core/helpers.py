@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from mtrec.config import TrainConfig
 from mtrec.core.models import build_model
 from mtrec.core.multitask import ModelSpec, MultiTaskModel
 
@@ -54,3 +55,13 @@ def learnable_rows(n: int, n_users: int = 20, n_items: int = 30, seed: int = 0) 
         "like": click * (items % 3 == 0),
         "rating": click * 4.0,
     }
+
+
+# Small batches, a high learning rate and the synthetic tasks weighted towards click.
+SYNTHETIC_TRAINING = TrainConfig(
+    epochs=30,
+    batch_size=64,
+    lr=0.02,
+    patience=30,
+    task_weights={"click": 1.0, "like": 0.5, "rating": 0.1, "category": 0.1},
+)

@@ -1,21 +1,13 @@
 import pytest
 import torch
 
-from mtrec.config import TrainConfig
 from mtrec.core.batches import TensorBatches
 from mtrec.core.evaluation import RankingTask, evaluate_model
 from mtrec.core.metrics import auc
 from mtrec.core.trainer import eval_loss, fit
 
+from .helpers import SYNTHETIC_TRAINING as CFG
 from .helpers import learnable_rows, tiny_model
-
-CFG = TrainConfig(
-    epochs=30,
-    batch_size=64,
-    lr=0.02,
-    patience=30,
-    task_weights={"click": 1.0, "like": 0.5, "rating": 0.1, "category": 0.1},
-)
 
 
 def test_loss_falls_and_the_problem_is_learned() -> None:
