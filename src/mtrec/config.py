@@ -114,6 +114,8 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(2, ge=0, description="epochs without validation gain before stopping")
     task_weights: dict[str, float] = {"click": 1.0, "like": 1.0, "rating": 0.2, "category": 0.5}
+    weighting: Literal["static", "uncertainty", "dwa"] = "static"
+    dwa_temperature: float = Field(2.0, gt=0.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from mtrec.core.losses import task_losses, weighted_total
+from mtrec.core.losses import task_losses
 from mtrec.core.metrics import auc
 from mtrec.core.models import ARCHITECTURES, build_model, load_model
 from mtrec.core.trainer import fit
+from mtrec.core.weighting import StaticWeights
 
 from .helpers import SYNTHETIC_TRAINING, learnable_rows, tiny_model
 
@@ -47,8 +48,8 @@ def test_gradients_reach_every_parameter(architecture) -> None:
     model = tiny_model(architecture=architecture)
     rows = learnable_rows(64)
     weights = {"click": 1.0, "like": 1.0, "rating": 1.0, "category": 1.0}
-    weighted_total(
-        task_losses(model(rows["user"], rows["item"]), rows, model.item_genres), weights
+    StaticWeights(weights).combine(
+        task_losses(model(rows["user"], rows["item"]), rows, model.item_genres)
     ).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert missing == []

@@ -1,4 +1,4 @@
-"""Multi-task loss: a weighted sum of per-task losses, each on the rows it is defined for."""
+"""Per-task losses, each on the rows it is defined for (``weighting`` combines them)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,3 @@ def task_losses(
         else out["rating"].sum() * 0.0
     )
     return losses
-
-
-def weighted_total(
-    losses: Mapping[str, torch.Tensor], weights: Mapping[str, float]
-) -> torch.Tensor:
-    """Static task weighting; tasks absent from ``weights`` do not train."""
-    return sum(weights[t] * loss for t, loss in losses.items() if weights.get(t, 0.0))

@@ -12,8 +12,9 @@ from typing import Protocol
 import torch
 
 from mtrec.core.batches import TensorBatches
-from mtrec.core.losses import task_losses, weighted_total
+from mtrec.core.losses import task_losses
 from mtrec.core.multitask import MultiTaskModel
+from mtrec.core.weighting import StaticWeights, make_weighting
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class TrainSettings(Protocol):
     weight_decay: float
     patience: int
     task_weights: Mapping[str, float]
+    weighting: str
+    dwa_temperature: float
 
 
 @dataclass
@@ -56,34 +59,40 @@ def train_epoch(
     model: MultiTaskModel,
     batches: TensorBatches,
     optimizer: torch.optim.Optimizer,
-    weights: Mapping[str, float],
+    weighting: StaticWeights,
     penalty: Penalty | None = None,
-) -> float:
-    """One pass over ``batches``; returns the mean training loss (penalty included)."""
+) -> tuple[float, dict[str, float]]:
+    """One pass over ``batches``; returns the mean training loss (penalty included) and each
+    task's mean loss."""
     model.train()
     total, n = 0.0, 0
+    per_task: dict[str, float] = {}
     for batch in batches:
-        out = model(batch["user"], batch["item"])
-        loss = weighted_total(task_losses(out, batch, model.item_genres), weights)
+        losses = task_losses(model(batch["user"], batch["item"]), batch, model.item_genres)
+        loss = weighting.combine(losses)
         extra = penalty(model) if penalty is not None else None
         if extra is not None:
             loss = loss + extra
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(batch["user"])
-        n += len(batch["user"])
-    return total / max(n, 1)
+        rows = len(batch["user"])
+        total += loss.item() * rows
+        for task, value in losses.items():
+            per_task[task] = per_task.get(task, 0.0) + value.item() * rows
+        n += rows
+    return total / max(n, 1), {t: v / max(n, 1) for t, v in per_task.items()}
 
 
 @torch.no_grad()
 def eval_loss(model: MultiTaskModel, batches: TensorBatches, weights: Mapping[str, float]) -> float:
-    """Mean weighted task loss (no regulariser) over ``batches``."""
+    """Mean task loss under the static ``weights`` (no regulariser) over ``batches``."""
     model.eval()
+    static = StaticWeights(weights)
     total, n = 0.0, 0
     for batch in batches:
-        loss = weighted_total(
-            task_losses(model(batch["user"], batch["item"]), batch, model.item_genres), weights
+        loss = static.combine(
+            task_losses(model(batch["user"], batch["item"]), batch, model.item_genres)
         )
         total += loss.item() * len(batch["user"])
         n += len(batch["user"])
@@ -107,16 +116,21 @@ def fit(
         device
     )
     valid_batches = TensorBatches(valid, cfg.batch_size * 4).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    weighting = make_weighting(cfg.weighting, cfg.task_weights, cfg.dwa_temperature).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad] + list(weighting.parameters())
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     best = (eval_loss(model, valid_batches, cfg.task_weights), 0)
     best_state = copy.deepcopy(model.state_dict())
     history: list[dict[str, float]] = []
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
-        train_loss = train_epoch(model, train_batches, optimizer, cfg.task_weights, penalty)
+        train_loss, task_means = train_epoch(model, train_batches, optimizer, weighting, penalty)
+        weighting.end_epoch(task_means)
         valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
-        history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss})
+        history.append(
+            {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss}
+            | {f"weight.{t}": w for t, w in weighting.multipliers().items()}
+        )
         log.info("epoch %d: train %.4f valid %.4f", epoch, train_loss, valid_loss)
         if valid_loss < best[0]:
             best = (valid_loss, epoch)
