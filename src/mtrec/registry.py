@@ -141,11 +141,13 @@ def artifact_location(cfg: RegistryConfig, uri: str) -> str | None:
     return Path(cfg.artifact_root).resolve().as_uri()
 
 
-def git_revision() -> str:
-    """The code's git commit: this checkout's HEAD, else what the run workspace recorded."""
+def git_revision(repo: Path | None = None) -> str:
+    """The code's git commit: HEAD of ``repo`` (default: the working directory), else what the
+    run workspace recorded in ``MTREC_GIT_REVISION``, else "unknown"."""
+    where = ["-C", str(repo)] if repo is not None else []
     try:
         return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+            ["git", *where, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("MTREC_GIT_REVISION", "unknown")
@@ -191,13 +193,19 @@ class Registry:
             experiment_id = experiment.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)
 
-    def champion(self, metric: str) -> ChampionScore | None:
-        """The current ``@champion`` and its logged metric, if there is one."""
+    def _champion(self) -> Any | None:
+        """The model version behind ``@champion`` (an MLflow ModelVersion), if any."""
         from mlflow.exceptions import MlflowException
 
         try:
-            version = self.client.get_model_version_by_alias(self.cfg.model_name, CHAMPION)
+            return self.client.get_model_version_by_alias(self.cfg.model_name, CHAMPION)
         except MlflowException:
+            return None
+
+    def champion(self, metric: str) -> ChampionScore | None:
+        """The current ``@champion`` and its logged metric, if there is one."""
+        version = self._champion()
+        if version is None:
             return None
         run = self.client.get_run(version.run_id)
         return ChampionScore(
@@ -241,11 +249,5 @@ class Registry:
 
     def champion_version(self) -> str | None:
         """Version number behind ``@champion``, if any."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return str(
-                self.client.get_model_version_by_alias(self.cfg.model_name, CHAMPION).version
-            )
-        except MlflowException:
-            return None
+        version = self._champion()
+        return None if version is None else str(version.version)

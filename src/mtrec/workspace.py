@@ -23,6 +23,7 @@ from typing import Any
 from mtrec.config import PARAMS_FILE, Params, load_params, write_params
 from mtrec.errors import StageFailed
 from mtrec.io import read_json, write_json
+from mtrec.registry import git_revision
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +71,6 @@ def _absolute_locations(params: Params, project: Path) -> Params:
         update={"accepted": str(project / params.paths.accepted)}
     )
     return params.model_copy(update=updates)
-
-
-def _git_revision(project: Path) -> str:
-    try:
-        return subprocess.run(
-            ["git", "-C", str(project), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -141,7 +130,7 @@ def create_workspace(
         _dvc(workspace, "config", "cache.dir", str(cache))
     write_json(
         workspace / RUN_INFO,
-        {"run_id": run_id, "project": str(project), "git_revision": _git_revision(project)},
+        {"run_id": run_id, "project": str(project), "git_revision": git_revision(project)},
     )
     log.info("workspace for run %s: %s", run_id, workspace)
     return workspace

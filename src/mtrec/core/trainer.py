@@ -65,8 +65,9 @@ def train_epoch(
     """One pass over ``batches``; returns the mean training loss (penalty included) and each
     task's mean loss."""
     model.train()
-    total, n = 0.0, 0
-    per_task: dict[str, float] = {}
+    # Summed as tensors and read once per epoch: a .item() per batch would sync the GPU.
+    total, n = torch.zeros(()), 0
+    per_task: dict[str, torch.Tensor] = {}
     for batch in batches:
         losses = task_losses(model(batch["user"], batch["item"]), batch, model.item_genres)
         loss = weighting.combine(losses)
@@ -77,11 +78,12 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         rows = len(batch["user"])
-        total += loss.item() * rows
+        total = total.to(loss.device) + loss.detach() * rows
         for task, value in losses.items():
-            per_task[task] = per_task.get(task, 0.0) + value.item() * rows
+            per_task[task] = per_task.get(task, 0.0) + value.detach() * rows
         n += rows
-    return total / max(n, 1), {t: v / max(n, 1) for t, v in per_task.items()}
+    n = max(n, 1)
+    return total.item() / n, {t: v.item() / n for t, v in per_task.items()}
 
 
 @torch.no_grad()
