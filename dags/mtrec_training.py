@@ -4,6 +4,10 @@ Each run gets its own DVC workspace (``runs/<run_id>/``: the trigger form's para
 ``params.yaml``, sharing the project's DVC cache); every task runs ``dvc repro <stage>`` there,
 so a stage whose inputs did not change is restored, not recomputed. The stages' code lives in
 ``src/mtrec``; this file only wires stages, params, queues and retries.
+
+It runs on ``schedule.training`` (params.yaml, weekly by default) and whenever
+``mtrec_feedback`` accepts new interactions (the asset ``feedback.asset``). Training stages
+take a slot of the ``mtrec_gpu`` pool (``dags/pools.json``: one slot per GPU).
 """
 
 from __future__ import annotations
@@ -11,31 +15,47 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import get_args
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from mtrec.stages import STAGES
+from mtrec.config import PARAMS_FILE, Strategy, load_params
+from mtrec.stages import ITEM_STAGES, STAGES
 
 PROJECT_DIR = Path(os.environ.get("MTREC_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 # Stages that train models go to the `gpu` queue (a GPU Celery worker when there is one).
-GPU_STAGES = frozenset({"pretrain", "transfer"})
-STRATEGIES = ["scratch", "zero_shot", "frozen", "finetune", "l2sp"]
+GPU_STAGES = frozenset({"pretrain", "transfer", "curve"})
+GPU_POOL = "mtrec_gpu"
+SETTINGS = load_params(PROJECT_DIR / PARAMS_FILE)  # a file read at parse time, no DB access
+# Retrain on the params' schedule and whenever mtrec_feedback accepts new interactions.
+NEW_INTERACTIONS = Asset(SETTINGS.feedback.asset)
+SCHEDULE = (
+    AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(SETTINGS.schedule.training, timezone="UTC"),
+        assets=[NEW_INTERACTIONS],
+    )
+    if SETTINGS.schedule.training
+    else [NEW_INTERACTIONS]
+)
+STRATEGIES = list(get_args(Strategy))
 ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
 
 
 @dag(
     dag_id="mtrec_training",
-    schedule=None,
+    schedule=SCHEDULE,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=2,
     tags=["mtrec", "training"],
     doc_md=__doc__,
     default_args={
-        "retries": 1,
+        # A lost worker or a flaky store: retry after 1, 2, 4 ... minutes (at most 15).
+        "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(hours=2),
     },
     params={
@@ -104,10 +124,34 @@ def mtrec_training() -> None:
         repro(Path(workspace), stage)
         return workspace
 
+    @task
+    def stage_items(workspace: str, stage: str) -> list[str]:
+        """The run's ``foreach`` stages, e.g. ``transfer@finetune`` per strategy."""
+        from mtrec.workspace import foreach_stages
+
+        return foreach_stages(Path(workspace), stage)
+
     workspace = prepare_workspace()
+    upstream = workspace
     for stage in STAGES:
         queue = "gpu" if stage in GPU_STAGES else "default"
-        workspace = run_stage.override(task_id=stage, queue=queue)(workspace, stage)
+        pool = GPU_POOL if stage in GPU_STAGES else "default_pool"
+        if stage in ITEM_STAGES:
+            # One mapped task per strategy / fraction. They share the run's DVC workspace,
+            # whose repo lock admits one `dvc repro` at a time: run them one after another.
+            items = stage_items.override(task_id=f"{stage}_items")(workspace, stage)
+            upstream >> items
+            current = (
+                run_stage.override(
+                    task_id=stage, queue=queue, pool=pool, max_active_tis_per_dagrun=1
+                )
+                .partial(workspace=workspace)
+                .expand(stage=items)
+            )
+        else:
+            current = run_stage.override(task_id=stage, queue=queue, pool=pool)(workspace, stage)
+        upstream >> current
+        upstream = current
 
 
 mtrec_training()

@@ -19,7 +19,12 @@ from mtrec.data.movielens import load_movielens
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = PROJECT_ROOT / "data" / "ml-latest-small"
 # Small enough for CI, large enough that every stage does real work on the real data.
-TINY = {"eval": {"seeds": [0]}, "pretrain": {"epochs": 2}, "transfer": {"train": {"epochs": 2}}}
+TINY = {
+    "eval": {"seeds": [0]},
+    "pretrain": {"epochs": 2},
+    "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 2}},
+    "curve": {"fractions": [0.2]},
+}
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mtrec <stage> [--params params.yaml]``."""
+"""Command line: ``python -m mtrec <stage> [item] [--params params.yaml]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 from mtrec.config import PARAMS_FILE, load_params
 from mtrec.errors import MtrecError
-from mtrec.stages import STAGES, stage_runner
+from mtrec.stages import ITEM_STAGES, SERVING_STAGES, STAGES, stage_runner
 
 log = logging.getLogger("mtrec")
 
@@ -17,9 +17,13 @@ log = logging.getLogger("mtrec")
 def main(argv: list[str] | None = None) -> int:
     """Run one stage; expected failures print one clear line and exit 1."""
     parser = argparse.ArgumentParser(prog="mtrec", description=__doc__)
-    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("stage", choices=STAGES + SERVING_STAGES)
+    parser.add_argument("item", nargs="?", help="transfer: a strategy; curve: a train fraction")
     parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.item is not None and args.stage not in ITEM_STAGES:
+        parser.error(f"stage {args.stage} takes no item (only {', '.join(ITEM_STAGES)} do)")
+    items = () if args.item is None else (args.item,)
     # Our logs at INFO; third-party libraries (GX, MLflow, DVC) only when they warn.
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -27,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     start = time.perf_counter()
     try:
-        stage_runner(args.stage)(load_params(args.params))
+        stage_runner(args.stage)(load_params(args.params), *items)
     except MtrecError as exc:
         print(f"mtrec {args.stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

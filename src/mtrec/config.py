@@ -67,6 +67,9 @@ class ValidateConfig(_Section):
 class TargetConfig(_Section):
     genres: list[str] = ["Animation", "Children"]
     train_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    cold_user_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="test users whose whole target history is held out"
+    )
 
     @model_validator(mode="after")
     def _non_empty(self) -> TargetConfig:
@@ -78,6 +81,39 @@ class TargetConfig(_Section):
 class OutlierConfig(_Section):
     rule: Literal["none", "iqr", "zscore"] = "iqr"
     threshold: float = Field(3.0, gt=0.0, description="IQR multiple or |z| beyond which to drop")
+
+
+class RecboleProtocol(_Section):
+    """RecBole's general-recommendation setup: thresholded positives, k-core, random split."""
+
+    positive_threshold: float = Field(3.0, description="ratings >= this are interactions")
+    k_core: int = Field(10, ge=0)
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    @model_validator(mode="after")
+    def _ratios(self) -> RecboleProtocol:
+        if abs(sum(self.ratios) - 1.0) > 1e-6 or min(self.ratios) <= 0:
+            raise ValueError(f"ratios {self.ratios} must be positive and sum to 1")
+        return self
+
+
+class ProtocolConfig(_Section):
+    """How interactions become train / valid / test.
+
+    ``cross-domain`` (default): source/target domains by genre, per-user temporal split,
+    thinned target. ``recbole-general`` and ``predefined`` are single-domain (every item is a
+    target item, nothing to pretrain on) so mtrec can be scored beside other libraries.
+    """
+
+    name: Literal["cross-domain", "recbole-general", "predefined"] = "cross-domain"
+    recbole: RecboleProtocol = RecboleProtocol()
+    # predefined: train.tsv / valid.tsv / test.tsv with header `user<TAB>item` (raw ids).
+    split_dir: str = "data/ml-latest-small/recbole-split-seed2026"
+
+    @property
+    def single_domain(self) -> bool:
+        """True when there is no source domain (no pretraining, only ``scratch``)."""
+        return self.name != "cross-domain"
 
 
 class PreprocessConfig(_Section):
@@ -99,12 +135,27 @@ class PreprocessConfig(_Section):
 class ModelConfig(_Section):
     architecture: Literal["independent", "shared_bottom", "mmoe", "ple", "esmm"] = "shared_bottom"
     embedding_dim: int = Field(32, ge=2)
+    text_encoder: Literal["bag", "cnn"] = "bag"
+    text_kernel: int = Field(3, ge=1, description="cnn: tokens per convolution window")
+    user_history: Literal["none", "transformer"] = "none"
+    history_length: int = Field(20, ge=1, description="transformer: last N train items per user")
+    history_heads: int = Field(2, ge=1)
+    history_layers: int = Field(1, ge=1)
     bottom_dims: list[int] = [64, 32]
     tower_dims: list[int] = [16]
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     n_experts: int = Field(4, ge=1, description="MMoE experts; PLE experts per task and shared")
     expert_dims: list[int] = Field([64, 32], min_length=1)
     levels: int = Field(2, ge=1, description="PLE extraction levels")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.user_history == "transformer" and self.embedding_dim % self.history_heads:
+            raise ValueError(
+                f"embedding_dim {self.embedding_dim} must be divisible by history_heads "
+                f"{self.history_heads}"
+            )
+        return self
 
 
 class TrainConfig(_Section):
@@ -126,19 +177,47 @@ class TrainConfig(_Section):
         return self
 
 
+Strategy = Literal["scratch", "zero_shot", "frozen", "finetune", "l2sp", "sample_weighted", "joint"]
+
+
 class TransferConfig(_Section):
-    strategies: list[Literal["scratch", "zero_shot", "frozen", "finetune", "l2sp"]] = [
-        "scratch",
-        "finetune",
-    ]
+    strategies: list[Strategy] = ["scratch", "finetune"]
     l2sp_strength: float = Field(0.01, ge=0.0, description="λ of l2sp: λ‖θ - θ_source‖²")
+    source_ratio: float = Field(
+        1.0, gt=0.0, description="sample_weighted / joint: source rows drawn per target row"
+    )
+    importance_clip: float = Field(
+        10.0, gt=1.0, description="sample_weighted: importance weights clipped to this"
+    )
     train: TrainConfig = TrainConfig(lr=1e-3)
+
+    @model_validator(mode="after")
+    def _unique(self) -> TransferConfig:
+        if not self.strategies or len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies {self.strategies} must be non-empty and unique")
+        return self
+
+
+class CurveConfig(_Section):
+    """Extra ``target.train_fraction`` points of the transfer curve (the default run's own
+    fraction is always on it)."""
+
+    fractions: list[float] = [0.05, 0.2, 1.0]
+
+    @model_validator(mode="after")
+    def _in_range(self) -> CurveConfig:
+        if any(not 0.0 < f <= 1.0 for f in self.fractions):
+            raise ValueError(f"curve.fractions {self.fractions} must lie in (0, 1]")
+        return self
 
 
 class EvalConfig(_Section):
     k: int = Field(10, ge=1)
-    seeds: list[int] = [0, 1, 2]
+    seeds: list[int] = Field([0, 1, 2], min_length=1)
     user_block: int = Field(256, ge=1, description="users scored per full-ranking block")
+    sampled_negatives: int = Field(
+        0, ge=0, description="> 0: also the sampled protocol (1 positive + N negatives)"
+    )
 
 
 class GatesConfig(_Section):
@@ -150,11 +229,34 @@ class GatesConfig(_Section):
 class RegistryConfig(_Section):
     model_name: str = "mtrec"
     # A strategy name, or cv_best: the one k-fold cross-validation selected (transfer stage).
-    strategy: Literal["scratch", "zero_shot", "frozen", "finetune", "l2sp", "cv_best"] = "finetune"
+    strategy: Strategy | Literal["cv_best"] = "finetune"
     experiment: str = "mtrec"
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_root: str = "mlartifacts"
     promote: bool = True
+
+
+class ServingConfig(_Section):
+    """Stage ``recommend``: batch top-K recommendations from a registry alias."""
+
+    alias: str = "champion"
+    k: int = Field(10, ge=1)
+    output: str = "data/recommendations.parquet"
+
+
+class FeedbackConfig(_Section):
+    """New interaction files: dropped in ``<root>/incoming``, validated, appended to the
+    dataset's raw interactions, then moved to ``<root>/accepted`` or ``<root>/rejected``."""
+
+    root: str = "data/feedback"
+    asset: str = "mtrec_interactions"  # Airflow asset emitted on new data; retraining listens
+
+
+class ScheduleConfig(_Section):
+    """When Airflow runs the DAGs: a cron expression or preset; null = only when triggered."""
+
+    training: str | None = "@weekly"
+    feedback: str | None = "*/30 * * * *"
 
 
 class Params(_Section):
@@ -162,13 +264,18 @@ class Params(_Section):
     data: DataConfig = DataConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     target: TargetConfig = TargetConfig()
+    protocol: ProtocolConfig = ProtocolConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     model: ModelConfig = ModelConfig()
     pretrain: TrainConfig = TrainConfig()
     transfer: TransferConfig = TransferConfig()
+    curve: CurveConfig = CurveConfig()
     eval: EvalConfig = EvalConfig()
     gates: GatesConfig = GatesConfig()
     registry: RegistryConfig = RegistryConfig()
+    serving: ServingConfig = ServingConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -186,6 +293,14 @@ class Params(_Section):
             )
         if self.gates.require_transfer_gain and "scratch" not in self.transfer.strategies:
             raise ValueError("gates.require_transfer_gain needs 'scratch' in transfer.strategies")
+        if self.protocol.single_domain and (
+            self.transfer.strategies != ["scratch"] or self.gates.require_transfer_gain
+        ):
+            raise ValueError(
+                f"protocol {self.protocol.name!r} has no source domain: set "
+                "transfer.strategies [scratch], registry.strategy scratch and "
+                "gates.require_transfer_gain false"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -136,6 +136,14 @@ def create_workspace(
     return workspace
 
 
+def foreach_stages(workspace: Path, stage: str) -> list[str]:
+    """DVC's names for a ``foreach`` stage's items in this workspace's params, e.g.
+    ``transfer@finetune`` (one per strategy) or ``curve@0.05`` (one per train fraction)."""
+    params = load_params(workspace / PARAMS_FILE)
+    items = {"transfer": params.transfer.strategies, "curve": params.curve.fractions}[stage]
+    return [f"{stage}@{item}" for item in items]
+
+
 def run_stage(workspace: Path, stage: str) -> None:
     """``dvc repro <stage>`` in the workspace, streaming its output into the task log."""
     info = read_json(workspace / RUN_INFO)
@@ -161,3 +169,10 @@ def run_stage(workspace: Path, stage: str) -> None:
         raise StageFailed(
             f"stage {stage} failed in {workspace} (exit {proc.returncode}):\n" + "\n".join(tail)
         )
+
+
+def project_params(project: Path) -> Params:
+    """The project's own ``params.yaml``, registry and data locations made absolute: for tasks
+    that act on the project (feedback, rollback) rather than in a run workspace."""
+    project = Path(project).resolve()
+    return _absolute_locations(load_params(project / PARAMS_FILE), project)

@@ -10,9 +10,14 @@ from mtrec.core.multitask import ModelSpec, MultiTaskModel
 
 
 def tiny_model(
-    seed: int = 0, n_users: int = 20, n_items: int = 30, architecture: str = "shared_bottom"
+    seed: int = 0,
+    n_users: int = 20,
+    n_items: int = 30,
+    architecture: str = "shared_bottom",
+    **encoder: object,
 ) -> MultiTaskModel:
-    """A small model of ``architecture`` with random side data installed."""
+    """A small model of ``architecture`` (``encoder``: other spec fields, e.g. text_encoder)
+    with random side data installed."""
     torch.manual_seed(seed)
     spec = ModelSpec(
         n_users=n_users,
@@ -31,6 +36,7 @@ def tiny_model(
         n_experts=2,
         expert_dims=(8,),
         levels=2,
+        **encoder,
     )
     model = build_model(spec)
     gen = torch.Generator().manual_seed(seed)
@@ -38,7 +44,11 @@ def tiny_model(
     genres = (torch.rand(n_items, spec.n_genres, generator=gen) > 0.5).float()
     item_features = torch.randn(n_items, spec.n_item_features, generator=gen)
     user_features = torch.randn(n_users, spec.n_user_features, generator=gen)
-    model.set_side_features(tokens, genres, item_features, user_features)
+    history = None
+    if spec.history_length:
+        history = torch.randint(0, n_items, (n_users, spec.history_length), generator=gen)
+        history[0] = 0  # one user without history
+    model.set_side_features(tokens, genres, item_features, user_features, history)
     return model
 
 

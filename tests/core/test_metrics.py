@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import mean_absolute_error, roc_auc_score
 
-from mtrec.core.metrics import auc, mae, ranking_metrics, rmse
+from mtrec.core.metrics import auc, mae, ranking_metrics, rmse, sampled_ranking_metrics
 
 
 def test_auc_matches_sklearn_with_ties() -> None:
@@ -93,3 +93,22 @@ def test_seen_items_are_never_ranked() -> None:
         k=1,
     )
     assert got["hr"].item() == 1.0
+
+
+def test_sampled_metrics_match_a_reference_loop() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 6, size=(50, 21)).astype(float)  # many ties on purpose
+    k = 5
+    got = sampled_ranking_metrics(torch.as_tensor(scores), k)
+    for row, values in enumerate(scores):
+        # The positive (column 0) ranks below every negative scoring at least as high.
+        rank = sum(1 for v in values[1:] if v >= values[0])
+        hit = rank < k
+        assert got["hr"][row].item() == float(hit)
+        assert got["ndcg"][row].item() == pytest.approx(1 / np.log2(rank + 2) if hit else 0.0)
+        assert got["mrr"][row].item() == pytest.approx(1 / (rank + 1))
+
+
+def test_a_constant_scorer_gets_no_sampled_credit() -> None:
+    got = sampled_ranking_metrics(torch.zeros(4, 101), k=10)
+    assert got["hr"].sum().item() == 0.0

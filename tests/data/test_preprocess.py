@@ -1,11 +1,14 @@
 import numpy as np
+import pandas as pd
 import pytest
 
-from mtrec.config import PreprocessConfig, TargetConfig
+from mtrec.config import PreprocessConfig, ProtocolConfig, RecboleProtocol, TargetConfig
 from mtrec.data.preprocess import preprocess
 from mtrec.errors import DataValidationError
 
-TARGET = TargetConfig(genres=["Animation", "Children"], train_fraction=1.0)
+from ..conftest import PROJECT_ROOT
+
+TARGET = TargetConfig(genres=["Animation", "Children"], train_fraction=1.0, cold_user_fraction=0)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +97,69 @@ def test_cv_folds_cover_only_target_train_and_valid_rows(canonical) -> None:
 
 def test_folds_are_off_by_default(full) -> None:
     assert (full.interactions["fold"] == -1).all()
+
+
+def _positives(processed) -> pd.DataFrame:
+    rows = processed.interactions
+    return rows[rows["click"] == 1]
+
+
+def test_predefined_protocol_reproduces_the_given_split_exactly(canonical) -> None:
+    split_dir = PROJECT_ROOT / "data" / "ml-latest-small" / "recbole-split-seed2026"
+    out = preprocess(
+        canonical,
+        TARGET,
+        PreprocessConfig(),
+        ProtocolConfig(name="predefined", split_dir=str(split_dir)),
+    )
+    pos = (
+        _positives(out)
+        .merge(out.users[["user", "user_idx"]])
+        .merge(out.items[["item", "item_idx"]])
+    )
+    assert set(out.items["domain"]) == {"target"}
+    for split, count in {"train": 49_894, "valid": 5_911, "test": 5_911}.items():
+        given = pd.read_csv(split_dir / f"{split}.tsv", sep="\t")
+        got = pos.loc[pos["split"] == split, ["user", "item"]]
+        assert len(got) == count
+        assert set(map(tuple, got.to_numpy())) == set(map(tuple, given.to_numpy()))
+    assert pos["user"].nunique() == 609 and pos["item"].nunique() == 7_363
+
+
+def test_predefined_split_files_must_match_the_data(canonical, tmp_path) -> None:
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.tsv").write_text(
+            "user\titem\n1\t1\n" if split == "train" else "user\titem\n"
+        )
+    (tmp_path / "test.tsv").write_text("user\titem\n1\t999999\n")
+    with pytest.raises(DataValidationError, match=r"1 \(user, item\) pairs of the split files"):
+        preprocess(
+            canonical,
+            TARGET,
+            PreprocessConfig(),
+            ProtocolConfig(name="predefined", split_dir=str(tmp_path)),
+        )
+
+
+def test_recbole_general_thresholds_positives_and_splits_8_1_1(canonical) -> None:
+    protocol = ProtocolConfig(
+        name="recbole-general", recbole=RecboleProtocol(positive_threshold=3.5, k_core=0)
+    )
+    out = preprocess(canonical, TARGET, PreprocessConfig(), protocol)
+    pos = _positives(out)
+    assert len(pos) == 61_716  # ratings >= 3.5, as in RecBole's split of the same data
+    assert pos["user_idx"].nunique() == 609
+    counts = pos["split"].value_counts()
+    assert counts["train"] / len(pos) == pytest.approx(0.8, abs=0.02)
+    assert out.meta["cleaning"]["below_positive_threshold"] == 100_836 - 61_716
+
+
+def test_cold_users_have_target_test_rows_but_no_target_history(canonical) -> None:
+    out = preprocess(canonical, TargetConfig(cold_user_fraction=0.2), PreprocessConfig())
+    pos = _positives(out)
+    target = pos[pos["domain"] == "target"]
+    tested = set(target.loc[target["split"] == "test", "user_idx"])
+    history = set(target.loc[target["split"] != "test", "user_idx"])
+    cold = tested - history
+    assert len(cold) == round(0.2 * len(tested))
+    assert cold <= set(pos.loc[pos["domain"] == "source", "user_idx"])  # known from the source

@@ -35,8 +35,14 @@ import json
 from airflow.dag_processing.dagbag import DagBag
 dag = DagBag(dag_folder={dags!r}).dags["mtrec_training"]
 run = dag.test(run_conf={conf!r})
-print("RESULT " + json.dumps({{"state": str(run.state),
-      "tasks": {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}}}))
+tis = run.get_task_instances()
+mapped = {{}}
+for ti in tis:
+    if ti.map_index >= 0:
+        mapped[ti.task_id] = mapped.get(ti.task_id, 0) + 1
+print("RESULT " + json.dumps({{"state": str(run.state), "mapped": mapped,
+      "tasks": {{f"{{ti.task_id}}[{{ti.map_index}}]": str(ti.state) for ti in tis}},
+      "task_ids": sorted({{ti.task_id for ti in tis}}), "dag_tasks": sorted(dag.task_ids)}}))
 """
 
 
@@ -75,11 +81,16 @@ def test_dag_parses_and_wires_every_stage(airflow_env) -> None:
         "validate",
         "preprocess",
         "pretrain",
+        "transfer_items",
         "transfer",
         "evaluate",
+        "curve_items",
+        "curve",
+        "report",
         "register",
     ]
-    assert info["queues"]["pretrain"] == info["queues"]["transfer"] == "gpu"
+    assert info["queues"]["pretrain"] == info["queues"]["transfer"] == info["queues"]["curve"]
+    assert info["queues"]["curve"] == "gpu"
     assert info["queues"]["validate"] == "default"
     assert set(info["params"]) == {
         "target_genres",
@@ -113,7 +124,9 @@ def test_dag_runs_end_to_end_and_registers_a_challenger(airflow_env, project) ->
     outcome = json.loads(lines[-1].removeprefix("RESULT "))
     assert outcome["state"] == "success", outcome
     assert set(outcome["tasks"].values()) == {"success"}
-    assert len(outcome["tasks"]) == 8
+    # Mapped tasks: one transfer per strategy, one curve point per extra fraction.
+    assert outcome["mapped"] == {"transfer": 2, "curve": 1}
+    assert outcome["task_ids"] == outcome["dag_tasks"]
 
     workspaces = list((project / "runs").iterdir())
     assert len(workspaces) == 1

@@ -1,13 +1,16 @@
-"""Every architecture runs through the real training and evaluation stages on the bundled data."""
+"""Every architecture, encoder and transfer strategy runs through the real training and
+evaluation stages on the bundled data, and the transfer report is built from them."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from mtrec.config import load_params
 from mtrec.core.models import ARCHITECTURES
+from mtrec.core.transfer import STRATEGIES
 from mtrec.io import write_json
-from mtrec.stages import evaluate, preprocess, pretrain, transfer
+from mtrec.stages import curve, evaluate, preprocess, pretrain, report, transfer
 from mtrec.stages.validate import REPORT
 
 from ..conftest import PROJECT_ROOT
@@ -24,17 +27,22 @@ def processed(tmp_path_factory, canonical) -> dict[str, str]:
     return paths
 
 
-@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
-def test_architecture_trains_transfers_and_evaluates(processed, architecture, tmp_path) -> None:
+MODELS = [{"architecture": a} for a in sorted(ARCHITECTURES)] + [
+    {"text_encoder": "cnn", "user_history": "transformer", "history_length": 10}
+]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[*sorted(ARCHITECTURES), "cnn+history"])
+def test_model_trains_transfers_and_evaluates(processed, model, tmp_path) -> None:
     paths = processed | {n: str(tmp_path / n) for n in ("pretrained", "transferred", "reports")}
     params = load_params(
         PROJECT_ROOT / "params.yaml",
         {
             "paths": paths,
-            "model": {"architecture": architecture},
+            "model": model,
             "eval": {"seeds": [0]},
             "pretrain": {"epochs": 1},
-            "transfer": {"train": {"epochs": 1}},
+            "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 1}},
         },
     )
     for stage in (pretrain, transfer, evaluate):
@@ -46,23 +54,50 @@ def test_architecture_trains_transfers_and_evaluates(processed, architecture, tm
         assert 0.5 < scores["click_auc"]["mean"] <= 1.0  # better than chance after one epoch
 
 
-def test_every_transfer_strategy_runs_and_is_evaluated(processed, tmp_path) -> None:
-    strategies = ["scratch", "zero_shot", "frozen", "finetune", "l2sp"]
+def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> None:
+    strategies = list(STRATEGIES)
     paths = processed | {n: str(tmp_path / n) for n in ("pretrained", "transferred", "reports")}
     params = load_params(
         PROJECT_ROOT / "params.yaml",
         {
             "paths": paths,
-            "eval": {"seeds": [0]},
+            "eval": {"seeds": [0, 1], "sampled_negatives": 50},
             "pretrain": {"epochs": 1},
             "transfer": {"strategies": strategies, "train": {"epochs": 1}},
+            "curve": {"fractions": [0.2, 0.5]},
         },
     )
-    for stage in (pretrain, transfer, evaluate):
+    for stage in (pretrain, transfer, evaluate, curve, report):
         stage.run(params)
-    report = json.loads(params.paths.report(transfer.REPORT).read_text())
-    assert report["strategies"]["zero_shot"]["seed0"] == {"trained": False}
+    zero_shot = json.loads(transfer.report_path(params, "zero_shot").read_text())
+    assert zero_shot["seeds"]["seed0"] == {"trained": False}
+    weighted = json.loads(transfer.report_path(params, "sample_weighted").read_text())
+    assert 0.0 < weighted["seeds"]["seed1"]["source_weights"]["ess_share"] < 1.0
     metrics = json.loads(params.paths.report(evaluate.METRICS_FILE).read_text())
     assert set(metrics["strategies"]) == {*strategies, "popularity"}
-    for name in strategies:
-        assert 0.0 < metrics["strategies"][name]["ndcg@10"]["mean"] <= 1.0
+    assert metrics["cold_users"] > 0
+    for name in [*strategies, "popularity"]:
+        scores = metrics["strategies"][name]
+        for metric in ("ndcg@10", "cold_ndcg@10", "sampled_ndcg@10", "sampled_hr@10"):
+            assert 0.0 <= scores[metric]["mean"] <= 1.0, (name, metric)
+        # Sampled candidates are far fewer than the full catalogue: an easier ranking.
+        assert scores["sampled_hr@10"]["mean"] >= scores["hr@10"]["mean"]
+
+    # The default fraction's point is evaluate's own; the other is a real curve point.
+    assert json.loads(curve.point_path(params, 0.5).read_text())["same_as"] == "evaluate"
+    point = json.loads(curve.point_path(params, 0.2).read_text())
+    assert point["train_fraction"] == 0.2 and set(point["strategies"]) == set(metrics["strategies"])
+    assert point["positives"]["target/train"] < metrics_positives(params)
+    text = params.paths.report(report.MARKDOWN).read_text()
+    assert "| sample_weighted |" in text and "## Quality bar" in text
+    rows = params.paths.report(report.PLOT_DATA).read_text().splitlines()
+    assert rows[0] == "train_fraction," + ",".join([*strategies, "popularity"])
+    assert [r.split(",")[0] for r in rows[1:]] == ["0.2", "0.5"]
+    assert params.paths.report(report.PNG).read_bytes()[:4] == b"\x89PNG"
+
+
+def metrics_positives(params) -> int:
+    """Target train positives of the default split (preprocess meta)."""
+    return json.loads((Path(params.paths.processed) / "meta.json").read_text())["positives"][
+        "target/train"
+    ]

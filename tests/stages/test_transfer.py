@@ -5,7 +5,7 @@ import json
 from mtrec.config import load_params
 from mtrec.data.canonical import CanonicalTables
 from mtrec.io import write_json
-from mtrec.stages import preprocess, pretrain, transfer
+from mtrec.stages import evaluate, preprocess, pretrain, transfer
 from mtrec.stages.register import registered_strategy
 from mtrec.stages.validate import REPORT
 
@@ -24,17 +24,16 @@ def test_cv_selects_a_strategy_that_cv_best_registers(tmp_path, canonical: Canon
             "eval": {"seeds": [0]},
             "preprocess": {"cv_folds": 2},
             "pretrain": {"epochs": 1},
-            "transfer": {"train": {"epochs": 1}},
+            "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 1}},
             "registry": {"strategy": "cv_best"},
         },
     )
     canonical.save(paths["interim"])
     write_json(params.paths.report(REPORT), {"success": True})
-    for stage in (preprocess, pretrain, transfer):
+    for stage in (preprocess, pretrain, transfer, evaluate):
         stage.run(params)
 
-    report = json.loads(params.paths.report(transfer.REPORT).read_text())
-    cv = report["cv"]
+    cv = json.loads(params.paths.report(evaluate.METRICS_FILE).read_text())["cv"]
     assert cv["folds"] == 2 and cv["metric"] == "ndcg@10"
     assert set(cv["scores"]) == {"scratch", "finetune"}
     for scores in cv["scores"].values():
@@ -42,4 +41,6 @@ def test_cv_selects_a_strategy_that_cv_best_registers(tmp_path, canonical: Canon
         assert all(0.0 < s <= 1.0 for s in scores["per_fold"])
     best = max(cv["scores"], key=lambda name: cv["scores"][name]["mean"])
     assert cv["selected"] == best == registered_strategy(params)
-    assert set(report["strategies"]) == {"scratch", "finetune"}
+    for name in ("scratch", "finetune"):
+        report = json.loads(transfer.report_path(params, name).read_text())
+        assert report["cv"] == cv["scores"][name]

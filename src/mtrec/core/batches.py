@@ -46,3 +46,50 @@ class TensorBatches:
             columns = {k: v[perm] for k, v in columns.items()}
         for start in range(0, self.n, self.batch_size):
             yield {k: v[start : start + self.batch_size] for k, v in columns.items()}
+
+
+class MixedBatches:
+    """Target rows plus, each epoch, ``ratio`` x as many source rows drawn with probability
+    proportional to ``weights`` (uniform when all equal), shuffled together.
+
+    Drawing rather than weighting keeps an epoch's cost proportional to the target data
+    whatever the size of the source, and lets the same loss see importance-weighted source
+    rows (``sample_weighted``) or plain ones (``joint``).
+    """
+
+    def __init__(
+        self,
+        target: Mapping[str, torch.Tensor],
+        source: Mapping[str, torch.Tensor],
+        weights: torch.Tensor,
+        ratio: float,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if set(target) != set(source):
+            raise ValueError(f"target columns {sorted(target)} != source {sorted(source)}")
+        if len(weights) != len(next(iter(source.values()))) or bool((weights <= 0).any()):
+            raise ValueError("need one positive weight per source row")
+        self.target, self.source = dict(target), dict(source)
+        self.weights = weights.double()
+        self.n_target = len(next(iter(target.values())))
+        self.n_draw = max(1, round(ratio * self.n_target))
+        self.batch_size = batch_size
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return (self.n_target + self.n_draw + self.batch_size - 1) // self.batch_size
+
+    def to(self, device: torch.device) -> MixedBatches:
+        """Move every column once (not per batch)."""
+        self.target = {k: v.to(device) for k, v in self.target.items()}
+        self.source = {k: v.to(device) for k, v in self.source.items()}
+        return self
+
+    def __iter__(self) -> Iterator[Batch]:
+        device = next(iter(self.target.values())).device
+        drawn = torch.multinomial(
+            self.weights, self.n_draw, replacement=True, generator=self.generator
+        ).to(device)
+        columns = {k: torch.cat([v, self.source[k][drawn]]) for k, v in self.target.items()}
+        return iter(TensorBatches(columns, self.batch_size, True, self.generator))

@@ -1,9 +1,10 @@
 """The input side every multi-task architecture shares: users and items -> one pair vector.
 
-Users are an id embedding plus projected side features; items are an id embedding, a
-bag-of-words text encoding, projected genres and projected side features. The item-genre
-head reads the text encoding only, so pretraining on genres teaches the text encoder something
-that transfers to items of a new domain (whose ids were never seen).
+Users are an id embedding plus projected side features, plus (``history_length`` > 0) a
+Transformer over their last N training items; items are an id embedding, a text encoding of
+title and tags (bag of words or CNN), projected genres and projected side features. The
+item-genre head reads the text encoding only, so pretraining on genres teaches the text
+encoder something that transfers to items of a new domain (whose ids were never seen).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from mtrec.core.layers import TextBag
+from mtrec.core.layers import HistoryTransformer, TextBag, TextCNN
 
 if TYPE_CHECKING:
     from mtrec.core.multitask import ModelSpec
@@ -31,7 +32,11 @@ class PairEncoder(nn.Module):
         self.out_dim = PAIR_WIDTH * d
         self.user_embedding = nn.Embedding(spec.n_users, d)
         self.item_embedding = nn.Embedding(spec.n_items, d)
-        self.text = TextBag(spec.n_tokens, d)
+        self.text = (
+            TextCNN(spec.n_tokens, d, spec.text_kernel)
+            if spec.text_encoder == "cnn"
+            else TextBag(spec.n_tokens, d)
+        )
         self.genre = nn.Linear(spec.n_genres, d, bias=False)
         self.user_side = nn.Linear(spec.n_user_features, d)
         self.item_side = nn.Linear(spec.n_item_features, d)
@@ -43,6 +48,14 @@ class PairEncoder(nn.Module):
         self.register_buffer("item_genres", torch.zeros(spec.n_items, spec.n_genres))
         self.register_buffer("item_features", torch.zeros(spec.n_items, spec.n_item_features))
         self.register_buffer("user_features", torch.zeros(spec.n_users, spec.n_user_features))
+        self.history: HistoryTransformer | None = None
+        if spec.history_length:
+            self.history = HistoryTransformer(
+                d, spec.history_length, spec.history_heads, spec.history_layers, spec.dropout
+            )
+            self.register_buffer(
+                "user_history", torch.zeros(spec.n_users, spec.history_length, dtype=torch.long)
+            )
         for emb in (self.user_embedding, self.item_embedding, self.text.embedding):
             nn.init.normal_(emb.weight, std=0.05)
 
@@ -52,17 +65,27 @@ class PairEncoder(nn.Module):
         item_genres: torch.Tensor,
         item_features: torch.Tensor,
         user_features: torch.Tensor,
+        user_history: torch.Tensor | None = None,
     ) -> None:
-        """Install token ids [n_items, max_tokens], genre multi-hot [n_items, n_genres] and
-        numeric features [n_items, ·] and [n_users, ·]."""
+        """Install token ids [n_items, max_tokens], genre multi-hot [n_items, n_genres],
+        numeric features [n_items, ·] and [n_users, ·], and (history models) each user's last
+        training items [n_users, history_length]."""
         self.item_tokens.copy_(item_tokens)
         self.item_genres.copy_(item_genres)
         self.item_features.copy_(item_features)
         self.user_features.copy_(user_features)
+        if self.history is not None:
+            if user_history is None:
+                raise ValueError("this model encodes user history: pass user_history")
+            self.user_history.copy_(user_history)
 
     def users(self, users: torch.Tensor) -> torch.Tensor:
         """[n] -> [n, d]."""
-        return self.user_embedding(users) + self.user_side(self.user_features[users])
+        vector = self.user_embedding(users) + self.user_side(self.user_features[users])
+        if self.history is not None:
+            items = self.user_history[users]
+            vector = vector + self.history(items, self.item_embedding(items))
+        return vector
 
     def items(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[n] -> item vector [n, 4d] and its text encoding [n, d]."""

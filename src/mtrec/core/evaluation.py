@@ -1,13 +1,15 @@
-"""Test-time evaluation of a trained model: per-task metrics and full-ranking metrics."""
+"""Test-time evaluation of a trained model: per-task metrics, full-ranking metrics (overall and
+per user group, e.g. cold users) and the sampled-candidates protocol."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 
-from mtrec.core.metrics import auc, mae, ranking_metrics, rmse
+from mtrec.core.metrics import auc, mae, ranking_metrics, rmse, sampled_ranking_metrics
 from mtrec.core.multitask import MultiTaskModel
 
 
@@ -22,12 +24,30 @@ class RankingTask:
     candidates: torch.Tensor
     seen: tuple[torch.Tensor, torch.Tensor]
     relevant: tuple[torch.Tensor, torch.Tensor]
+    # Named subsets of ``users`` (bool masks) whose metrics are also reported, e.g. cold users.
+    groups: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _summary(per_user: Mapping[str, torch.Tensor], k: int) -> dict[str, float]:
-    return {
-        f"{name}@{k}" if name != "mrr" else name: v.mean().item() for name, v in per_user.items()
-    }
+@dataclass(frozen=True)
+class SampledTask:
+    """Sampled-candidates protocol: each held-out positive ranked against its own sampled
+    negatives. ``items[:, 0]`` is the positive, ``items[:, 1:]`` the negatives."""
+
+    users: torch.Tensor  # [n]
+    items: torch.Tensor  # [n, 1 + negatives]
+
+
+def _summary(
+    per_user: Mapping[str, torch.Tensor], k: int, groups: Mapping[str, torch.Tensor]
+) -> dict[str, float]:
+    names = {name: f"{name}@{k}" if name != "mrr" else name for name in per_user}
+    out = {names[name]: v.mean().item() for name, v in per_user.items()}
+    for group, mask in groups.items():
+        out |= {
+            f"{group}_{names[name]}": v[mask].mean().item() if mask.any() else math.nan
+            for name, v in per_user.items()
+        }
+    return out
 
 
 @torch.no_grad()
@@ -54,7 +74,7 @@ def evaluate_model(
         k,
         block,
     )
-    return metrics | _summary(per_user, k)
+    return metrics | _summary(per_user, k, task.groups)
 
 
 def evaluate_popularity(
@@ -70,4 +90,25 @@ def evaluate_popularity(
         k,
         block,
     )
-    return _summary(per_user, k)
+    return _summary(per_user, k, task.groups)
+
+
+@torch.no_grad()
+def evaluate_sampled(
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], task: SampledTask, k: int
+) -> dict[str, float]:
+    """HR@K, NDCG@K and MRR of each positive among its sampled negatives, prefixed
+    ``sampled_``. ``score(users [m], items [m]) -> [m]`` scores row-wise pairs."""
+    users = task.users.unsqueeze(1).expand_as(task.items).reshape(-1)
+    scores = score(users, task.items.reshape(-1)).view_as(task.items)
+    per_row = sampled_ranking_metrics(scores.double(), k)
+    return {
+        f"sampled_{name}@{k}" if name != "mrr" else "sampled_mrr": v.mean().item()
+        for name, v in per_row.items()
+    }
+
+
+def click_scores(model: MultiTaskModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Row-wise click logits of ``model`` (in eval mode) for :func:`evaluate_sampled`."""
+    model.eval()
+    return lambda users, items: model(users, items)["click"]

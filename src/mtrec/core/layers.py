@@ -33,6 +33,46 @@ class TextBag(nn.Module):
         return summed / mask.sum(1).clamp(min=1.0)
 
 
+class TextCNN(nn.Module):
+    """1-D convolution over token embeddings, ReLU, max over the non-padding positions: word
+    order within a window counts (a bag of words ignores it)."""
+
+    def __init__(self, n_tokens: int, dim: int, kernel: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_tokens, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        # tokens: [batch, max_tokens] -> [batch, dim]; items without tokens give zeros.
+        mask = tokens > 0
+        hidden = torch.relu(self.conv(self.embedding(tokens).transpose(1, 2)))
+        hidden = hidden[..., : tokens.shape[1]].transpose(1, 2)  # even kernels pad one extra
+        hidden = hidden.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return hidden.max(1).values
+
+
+class HistoryTransformer(nn.Module):
+    """Transformer encoder over a user's last N item vectors (oldest first, 0 = padding),
+    read out at a learned summary token that is never masked (so empty histories work)."""
+
+    def __init__(self, dim: int, length: int, heads: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.summary = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(torch.zeros(1, length + 1, dim))
+        nn.init.normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, items: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        # items: [batch, N] ids (0 = none), vectors: [batch, N, dim] -> [batch, dim]
+        start = self.summary.expand(len(items), -1, -1)
+        sequence = torch.cat([start, vectors], dim=1) + self.position
+        padding = torch.cat([torch.zeros_like(items[:, :1], dtype=torch.bool), items == 0], dim=1)
+        return self.encoder(sequence, src_key_padding_mask=padding)[:, 0]
+
+
 def towers(
     in_dim: int, dims: tuple[int, ...], dropout: float, tasks: tuple[str, ...]
 ) -> nn.ModuleDict:

@@ -93,3 +93,15 @@ def ranking_metrics(
         rank = (scores > best_rel.unsqueeze(1)).sum(1) + 1
         results["mrr"].append(1.0 / rank.double())
     return {name: torch.cat(parts) for name, parts in results.items()}
+
+
+def sampled_ranking_metrics(scores: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """HR@K, NDCG@K and MRR per row of ``scores`` [n, 1 + negatives] whose column 0 is the
+    positive. Ties count against the positive (a constant scorer gets no credit)."""
+    rank = (scores[:, 1:] >= scores[:, :1]).sum(1)  # 0-based rank of the positive
+    hit = rank < k
+    return {
+        "hr": hit.double(),
+        "ndcg": torch.where(hit, 1.0 / torch.log2(rank.double() + 2.0), 0.0),
+        "mrr": 1.0 / (rank.double() + 1.0),
+    }

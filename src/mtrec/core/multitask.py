@@ -13,7 +13,7 @@ from mtrec.core.encoder import PairEncoder
 
 SCORE_TASKS = ("click", "like", "rating")
 # Encoder parts that carry knowledge across domains (item ids and the genre head do not).
-SHARED_ENCODER = ("user_embedding", "user_side", "text", "genre", "item_side")
+SHARED_ENCODER = ("user_embedding", "user_side", "text", "genre", "item_side", "history")
 # Pairs scored at once by score_matrix: bounds memory for the expert models (PLE runs 16
 # experts over every pair) whatever the catalogue size.
 PAIRS_PER_CHUNK = 1 << 16
@@ -39,6 +39,11 @@ class ModelSpec:
     n_experts: int = 4
     expert_dims: tuple[int, ...] = (64,)
     levels: int = 2
+    text_encoder: str = "bag"
+    text_kernel: int = 3
+    history_length: int = 0  # 0 = no user-history encoder
+    history_heads: int = 2
+    history_layers: int = 1
 
 
 class MultiTaskModel(nn.Module):

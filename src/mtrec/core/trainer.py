@@ -11,7 +11,7 @@ from typing import Protocol
 
 import torch
 
-from mtrec.core.batches import TensorBatches
+from mtrec.core.batches import MixedBatches, TensorBatches
 from mtrec.core.losses import task_losses
 from mtrec.core.multitask import MultiTaskModel
 from mtrec.core.weighting import StaticWeights, make_weighting
@@ -57,7 +57,7 @@ def pick_device(name: str) -> torch.device:
 
 def train_epoch(
     model: MultiTaskModel,
-    batches: TensorBatches,
+    batches: TensorBatches | MixedBatches,
     optimizer: torch.optim.Optimizer,
     weighting: StaticWeights,
     penalty: Penalty | None = None,
@@ -103,20 +103,24 @@ def eval_loss(model: MultiTaskModel, batches: TensorBatches, weights: Mapping[st
 
 def fit(
     model: MultiTaskModel,
-    train: Mapping[str, torch.Tensor],
+    train: Mapping[str, torch.Tensor] | MixedBatches,
     valid: Mapping[str, torch.Tensor],
     cfg: TrainSettings,
     seed: int,
     device: torch.device,
     penalty: Penalty | None = None,
 ) -> FitResult:
-    """Train with Adam; keep the weights of the epoch with the lowest validation loss."""
+    """Train with Adam; keep the weights of the epoch with the lowest validation loss.
+
+    ``train`` is column tensors (shuffled each epoch) or batches that mix in source rows."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
-    train_batches = TensorBatches(train, cfg.batch_size, shuffle=True, generator=generator).to(
-        device
-    )
+    if isinstance(train, MixedBatches):
+        train.generator = generator
+        train_batches = train.to(device)
+    else:
+        train_batches = TensorBatches(train, cfg.batch_size, True, generator).to(device)
     valid_batches = TensorBatches(valid, cfg.batch_size * 4).to(device)
     weighting = make_weighting(cfg.weighting, cfg.task_weights, cfg.dwa_temperature).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad] + list(weighting.parameters())

@@ -1,12 +1,17 @@
 """Canonical tables -> model-ready tables, every choice taken from ``params.preprocess``.
 
-Recipe: dedupe (user, item) rows, drop outlier users, k-core, drop users below the minimum
-activity, fill or drop items without a year, encode ids (0 = unknown), split source/target
-domains by genre, per-user temporal split, thin the target's train rows, sample negatives,
-derive side features (user activity and genre profile, item popularity and age) normalised on
-train rows only, tokenise item text, and (``cv_folds`` >= 2) assign the target's train/valid
-rows to folds for cross-validated model selection. Every rule's effect is counted in
-``meta["cleaning"]``.
+Recipe (``protocol.name: cross-domain``): dedupe (user, item) rows, drop outlier users, k-core,
+drop users below the minimum activity, fill or drop items without a year, encode ids
+(0 = unknown), split source/target domains by genre, per-user temporal split, hold out the
+cold users' target history, thin the target's train rows, sample negatives, derive side
+features (user activity and genre profile, item popularity and age) normalised on train rows
+only, tokenise item text, and (``cv_folds`` >= 2) assign the target's train/valid rows to folds
+for cross-validated model selection. Every rule's effect is counted in ``meta["cleaning"]``.
+
+The single-domain protocols replace the row selection and the split: ``recbole-general`` keeps
+ratings above a threshold, applies its own k-core and splits each user's rows at random;
+``predefined`` keeps exactly the rows of given train/valid/test files. Every item is then a
+target item.
 
 Output (one directory): ``interactions`` (user_idx, item_idx, domain, split, click, like,
 rating, timestamp, fold), ``items`` (item, item_idx, domain, tokens, genres, features), ``users``
@@ -17,18 +22,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mtrec.config import PreprocessConfig, TargetConfig
+from mtrec.config import PreprocessConfig, ProtocolConfig, TargetConfig
 from mtrec.data import cleaning, features
 from mtrec.data.canonical import CanonicalTables
 from mtrec.data.splitting import (
     SOURCE,
     TARGET,
+    TEST,
     TRAIN,
+    VALID,
     assign_folds,
+    hold_out_cold_users,
+    random_split,
     sample_negatives,
     temporal_split,
     thin_target,
@@ -60,19 +70,88 @@ def assign_domains(items: pd.DataFrame, genres: list[str]) -> np.ndarray:
     return np.where(is_target, TARGET, SOURCE)
 
 
+def read_predefined_split(split_dir: str | Path) -> pd.DataFrame:
+    """(user, item, split) rows of ``train.tsv`` / ``valid.tsv`` / ``test.tsv`` (header
+    ``user<TAB>item``, the dataset's raw ids)."""
+    parts = []
+    for split in (TRAIN, VALID, TEST):
+        path = Path(split_dir) / f"{split}.tsv"
+        try:
+            frame = pd.read_csv(path, sep="\t", dtype={"user": "int64", "item": "int64"})
+        except FileNotFoundError as exc:
+            raise DataValidationError(f"{path}: predefined split file missing") from exc
+        except (ValueError, KeyError) as exc:
+            raise DataValidationError(f"{path}: expected int columns user, item: {exc}") from exc
+        parts.append(frame[["user", "item"]].assign(split=split))
+    rows = pd.concat(parts, ignore_index=True)
+    repeated = rows.duplicated(["user", "item"])
+    if repeated.any():
+        raise DataValidationError(
+            f"{split_dir}: {int(repeated.sum())} (user, item) pairs appear in more than one "
+            f"split file, e.g. {rows[repeated].head(3).to_dict('records')}"
+        )
+    return rows
+
+
+def _select_cross_domain(inter: pd.DataFrame, cfg: PreprocessConfig, stats: dict) -> pd.DataFrame:
+    inter, stats["outlier_users"] = cleaning.drop_outlier_users(inter, cfg.outliers)
+    inter, stats["k_core_dropped_rows"] = cleaning.k_core(inter, cfg.k_core)
+    activity = inter.groupby("user")["item"].transform("size")
+    stats["inactive_users"] = int(inter.loc[activity < cfg.min_user_interactions, "user"].nunique())
+    return inter[activity >= cfg.min_user_interactions]
+
+
+def _select_recbole(inter: pd.DataFrame, protocol: ProtocolConfig, stats: dict) -> pd.DataFrame:
+    positive = inter["rating"] >= protocol.recbole.positive_threshold
+    stats["below_positive_threshold"] = int((~positive).sum())
+    inter, stats["k_core_dropped_rows"] = cleaning.k_core(inter[positive], protocol.recbole.k_core)
+    return inter
+
+
+def _select_predefined(inter: pd.DataFrame, protocol: ProtocolConfig, stats: dict) -> pd.DataFrame:
+    split = read_predefined_split(protocol.split_dir)
+    kept = inter.merge(split, on=["user", "item"])
+    if len(kept) != len(split):
+        missing = split.merge(inter[["user", "item"]], how="left", indicator=True)
+        missing = missing.loc[missing["_merge"] == "left_only", ["user", "item", "split"]]
+        raise DataValidationError(
+            f"{protocol.split_dir}: {len(missing)} (user, item) pairs of the split files are not "
+            f"in the interactions, e.g. {missing.head(3).to_dict('records')}"
+        )
+    stats["not_in_split_files"] = len(inter) - len(kept)
+    return kept
+
+
 def _clean(
-    tables: CanonicalTables, cfg: PreprocessConfig
+    tables: CanonicalTables, cfg: PreprocessConfig, protocol: ProtocolConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     stats: dict[str, int] = {}
     inter, stats["merged_duplicates"] = cleaning.dedupe(tables.interactions, cfg.duplicates)
     items, stats["items_missing_year"] = cleaning.fill_years(tables.items, cfg.missing_year)
     inter = inter[inter["item"].isin(items["item"])]
-    inter, stats["outlier_users"] = cleaning.drop_outlier_users(inter, cfg.outliers)
-    inter, stats["k_core_dropped_rows"] = cleaning.k_core(inter, cfg.k_core)
-    activity = inter.groupby("user")["item"].transform("size")
-    stats["inactive_users"] = int(inter.loc[activity < cfg.min_user_interactions, "user"].nunique())
-    inter = inter[activity >= cfg.min_user_interactions]
+    select = {
+        "cross-domain": lambda: _select_cross_domain(inter, cfg, stats),
+        "recbole-general": lambda: _select_recbole(inter, protocol, stats),
+        "predefined": lambda: _select_predefined(inter, protocol, stats),
+    }
+    inter = select[protocol.name]()
     return inter, items[items["item"].isin(inter["item"])].sort_values("item"), stats
+
+
+def _split(
+    inter: pd.DataFrame,
+    target: TargetConfig,
+    cfg: PreprocessConfig,
+    protocol: ProtocolConfig,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    if protocol.name == "recbole-general":
+        return inter.assign(split=random_split(inter, protocol.recbole.ratios, rng))
+    if protocol.name == "predefined":
+        return inter
+    inter = inter.assign(split=temporal_split(inter, cfg.valid_fraction, cfg.test_fraction))
+    inter = hold_out_cold_users(inter, target.cold_user_fraction, rng)
+    return thin_target(inter, target.train_fraction, rng)
 
 
 def _side_features(
@@ -90,21 +169,31 @@ def _side_features(
     return user_feats, item_feats, {"users": user_stats, "items": item_stats}
 
 
-def preprocess(tables: CanonicalTables, target: TargetConfig, cfg: PreprocessConfig) -> Processed:
+def preprocess(
+    tables: CanonicalTables,
+    target: TargetConfig,
+    cfg: PreprocessConfig,
+    protocol: ProtocolConfig | None = None,
+) -> Processed:
     """The whole recipe; deterministic for a given seed."""
+    protocol = protocol or ProtocolConfig()
     rng = np.random.default_rng(cfg.seed)
-    inter, items, stats = _clean(tables, cfg)
-    items = items.assign(
-        item_idx=np.arange(1, len(items) + 1), domain=assign_domains(items, target.genres)
+    inter, items, stats = _clean(tables, cfg, protocol)
+    domains = (
+        np.full(len(items), TARGET)
+        if protocol.single_domain
+        else assign_domains(items, target.genres)
     )
+    items = items.assign(item_idx=np.arange(1, len(items) + 1), domain=domains)
     users = pd.DataFrame({"user": np.sort(inter["user"].unique())})
     users["user_idx"] = np.arange(1, len(users) + 1)
     inter = inter.merge(users, on="user").merge(
         items[["item", "item_idx", "domain"]], on="item", suffixes=("_raw", "")
     )
-    inter = inter[["user_idx", "item_idx", "domain", "timestamp", "rating", "click", "like"]]
-    inter["split"] = temporal_split(inter, cfg.valid_fraction, cfg.test_fraction)
-    inter = thin_target(inter, target.train_fraction, rng)
+    columns = ["user_idx", "item_idx", "domain", "timestamp", "rating", "click", "like"]
+    if "split" in inter:  # predefined: the split came with the rows
+        columns.append("split")
+    inter = _split(inter[columns], target, cfg, protocol, rng)
     n_items, n_users = len(items) + 1, len(users) + 1
     negatives = sample_negatives(inter, items, n_items, cfg.negatives_per_positive, rng)
     rows = pd.concat([inter, negatives], ignore_index=True).astype(
@@ -152,6 +241,7 @@ def preprocess(tables: CanonicalTables, target: TargetConfig, cfg: PreprocessCon
         "negatives": len(negatives),
         "cleaning": stats,
         "cv_folds": cfg.cv_folds,
+        "protocol": protocol.name,
     }
     log.info("preprocessed: %s; cleaning: %s", meta["positives"], stats)
     return Processed(rows, out_items, users, meta)

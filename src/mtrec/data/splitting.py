@@ -31,6 +31,37 @@ def temporal_split(frame: pd.DataFrame, valid_fraction: float, test_fraction: fl
     )
 
 
+def random_split(
+    frame: pd.DataFrame, ratios: tuple[float, float, float], rng: np.random.Generator
+) -> pd.Series:
+    """Per user, a random train/valid/test split by ``ratios``, counted as RecBole counts
+    (``split_by_ratio``): valid and test get floor(ratio * n) rows, and a user with fewer than
+    1/ratio rows still gives one to each while more than one row stays in train."""
+    shuffled = frame.assign(_r=rng.random(len(frame))).sort_values(["user_idx", "_r"])
+    size = shuffled.groupby("user_idx")["item_idx"].transform("size").to_numpy()
+    n_valid, n_test = (np.floor(size * r).astype(np.int64) for r in ratios[1:])
+    n_train = size - n_valid - n_test
+    for count, ratio in ((n_test, ratios[2]), (n_valid, ratios[1])):
+        bump = (n_train > 1) & (size * ratio > 0) & (size * ratio < 1)
+        count += bump
+        n_train -= bump
+    rank = shuffled.groupby("user_idx").cumcount().to_numpy()
+    split = np.select([rank < n_train, rank < n_train + n_valid], [TRAIN, VALID], TEST)
+    return pd.Series(split, index=shuffled.index).reindex(frame.index)
+
+
+def hold_out_cold_users(
+    frame: pd.DataFrame, fraction: float, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Drop the target train and valid rows of ``fraction`` of the users with target test rows:
+    they are new to the target domain and known only from the source (pure transfer)."""
+    is_target = frame["domain"] == TARGET
+    candidates = np.sort(frame.loc[is_target & (frame["split"] == TEST), "user_idx"].unique())
+    cold = rng.choice(candidates, size=round(fraction * len(candidates)), replace=False)
+    history = is_target & frame["split"].isin([TRAIN, VALID]) & frame["user_idx"].isin(cold)
+    return frame[~history]
+
+
 def thin_target(frame: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:
     """Keep ``fraction`` of each user's target train rows (rounded) to simulate a sparse domain."""
     if fraction >= 1.0:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtrec.core.evaluation import RankingTask
+from mtrec.core.evaluation import RankingTask, SampledTask
 
 TASK_COLUMNS = ("click", "like", "rating")
 
@@ -32,6 +32,19 @@ def side_features(items: pd.DataFrame, users: pd.DataFrame, meta: dict) -> dict[
     }
 
 
+def user_history(positives: pd.DataFrame, n_users: int, length: int) -> torch.Tensor:
+    """Each user's last ``length`` items of ``positives`` by time, oldest first, left-padded
+    with 0: [n_users, length]."""
+    ordered = positives.sort_values(["user_idx", "timestamp", "item_idx"])
+    from_end = ordered.groupby("user_idx").cumcount(ascending=False).to_numpy()
+    keep = from_end < length
+    history = np.zeros((n_users, length), dtype=np.int64)
+    history[ordered["user_idx"].to_numpy()[keep], length - 1 - from_end[keep]] = ordered[
+        "item_idx"
+    ].to_numpy()[keep]
+    return torch.from_numpy(history)
+
+
 def task_columns(rows: pd.DataFrame) -> dict[str, torch.Tensor]:
     """user / item index tensors plus one float label tensor per task (NaN ratings -> 0;
     the rating loss only reads observed rows)."""
@@ -50,9 +63,15 @@ def domain_items(items: pd.DataFrame, domain: str) -> np.ndarray:
     return np.sort(items.loc[items["domain"] == domain, "item_idx"].to_numpy(np.int64, copy=True))
 
 
-def ranking_task(seen: pd.DataFrame, relevant: pd.DataFrame, candidates: np.ndarray) -> RankingTask:
+def ranking_task(
+    seen: pd.DataFrame,
+    relevant: pd.DataFrame,
+    candidates: np.ndarray,
+    groups: dict[str, np.ndarray] | None = None,
+) -> RankingTask:
     """Rank every candidate (item_idx) for each user with a ``relevant`` row, masking the
-    user's ``seen`` rows; both frames hold positive (user_idx, item_idx) rows."""
+    user's ``seen`` rows; both frames hold positive (user_idx, item_idx) rows. ``groups`` name
+    user_idx subsets whose metrics are reported too."""
     column = np.full(int(candidates.max()) + 1, -1, dtype=np.int64)
     column[candidates] = np.arange(len(candidates))
 
@@ -62,12 +81,40 @@ def ranking_task(seen: pd.DataFrame, relevant: pd.DataFrame, candidates: np.ndar
             torch.as_tensor(column[frame["item_idx"].to_numpy(np.int64)]),
         )
 
+    users = np.sort(relevant["user_idx"].unique()).astype(np.int64)
     return RankingTask(
-        users=torch.as_tensor(np.sort(relevant["user_idx"].unique()).astype(np.int64)),
+        users=torch.as_tensor(users),
         candidates=torch.as_tensor(candidates),
         seen=pairs(seen),
         relevant=pairs(relevant),
+        groups={
+            name: torch.as_tensor(np.isin(users, members))
+            for name, members in (groups or {}).items()
+        },
     )
+
+
+def sampled_task(
+    seen: pd.DataFrame,
+    relevant: pd.DataFrame,
+    candidates: np.ndarray,
+    negatives: int,
+    rng: np.random.Generator,
+) -> SampledTask:
+    """Each ``relevant`` row with ``negatives`` candidates drawn without replacement from those
+    the user has neither seen nor holds out."""
+    known = pd.concat([seen, relevant])[["user_idx", "item_idx"]].groupby("user_idx")["item_idx"]
+    pools = {user: np.setdiff1d(candidates, items) for user, items in known}
+    users = relevant["user_idx"].to_numpy(np.int64, copy=True)
+    short = sorted({int(u) for u in users if len(pools[u]) < negatives})
+    if short:
+        raise ValueError(
+            f"{len(short)} users have fewer than {negatives} unseen candidates (e.g. user_idx "
+            f"{short[:3]}); lower eval.sampled_negatives"
+        )
+    drawn = np.stack([rng.choice(pools[u], size=negatives, replace=False) for u in users])
+    items = np.concatenate([relevant["item_idx"].to_numpy(np.int64)[:, None], drawn], axis=1)
+    return SampledTask(users=torch.as_tensor(users), items=torch.as_tensor(items))
 
 
 def popularity(train: pd.DataFrame, task: RankingTask) -> torch.Tensor:

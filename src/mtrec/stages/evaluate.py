@@ -1,35 +1,55 @@
-"""Stage ``evaluate``: every strategy and seed on the target test split, mean ± std."""
+"""Stage ``evaluate``: every strategy and seed on the target test split, mean ± std, with cold
+users (no target training history) reported separately and, optionally, the sampled protocol."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+import torch
 
 from mtrec.config import Params
-from mtrec.core.evaluation import evaluate_model, evaluate_popularity
+from mtrec.core.evaluation import (
+    RankingTask,
+    SampledTask,
+    click_scores,
+    evaluate_model,
+    evaluate_popularity,
+    evaluate_sampled,
+)
+from mtrec.core.multitask import MultiTaskModel
 from mtrec.data.splitting import TARGET, TEST, TRAIN, VALID
-from mtrec.data.tensors import domain_items, popularity, ranking_task, task_columns
-from mtrec.io import write_atomic, write_json
-from mtrec.stages.modeling import load_checkpoint, load_processed, transferred_path
+from mtrec.data.tensors import (
+    domain_items,
+    popularity,
+    ranking_task,
+    sampled_task,
+    task_columns,
+)
+from mtrec.io import read_json, write_atomic, write_json
+from mtrec.stages import transfer
+from mtrec.stages.modeling import ProcessedData, load_checkpoint, load_processed, transferred_path
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 TABLE_FILE = "results.md"
+COLD = "cold"
 
 
-def _aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    out = {}
-    for name in per_seed[0]:
-        values = [m[name] for m in per_seed]
-        out[name] = {
-            "mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        }
-    return out
+@dataclass
+class TestSet:
+    """Everything the test metrics need, built once per split."""
+
+    rows: dict
+    ranking: RankingTask
+    sampled: SampledTask | None
+    hash: str
 
 
 def test_set_hash(test_rows: pd.DataFrame) -> str:
@@ -40,71 +60,183 @@ def test_set_hash(test_rows: pd.DataFrame) -> str:
     ).hexdigest()
 
 
+def build_test_set(params: Params, data: ProcessedData) -> TestSet:
+    """Target test rows, the full-ranking task (train+valid positives masked, cold users as a
+    group) and, when ``eval.sampled_negatives`` > 0, the sampled task."""
+    seen = data.positives(TARGET, TRAIN, VALID)
+    relevant = data.positives(TARGET, TEST)
+    candidates = domain_items(data.items, TARGET)
+    cold = np.setdiff1d(relevant["user_idx"].unique(), seen["user_idx"].unique())
+    sampled = None
+    if params.eval.sampled_negatives:
+        rng = np.random.default_rng(params.preprocess.seed)
+        sampled = sampled_task(seen, relevant, candidates, params.eval.sampled_negatives, rng)
+    test = data.rows(TARGET, TEST)
+    return TestSet(
+        rows=task_columns(test),
+        ranking=ranking_task(seen, relevant, candidates, {COLD: cold}),
+        sampled=sampled,
+        hash=test_set_hash(test),
+    )
+
+
+def score_model(model: MultiTaskModel, test: TestSet, params: Params) -> dict[str, float]:
+    """Every test metric of one model."""
+    k = params.eval.k
+    metrics = evaluate_model(model, test.rows, test.ranking, k, params.eval.user_block)
+    if test.sampled is not None:
+        metrics |= evaluate_sampled(click_scores(model), test.sampled, k)
+    return metrics
+
+
+def score_popularity(data: ProcessedData, test: TestSet, params: Params) -> dict[str, dict]:
+    """The item-popularity baseline (target train counts), deterministic: std 0."""
+    k = params.eval.k
+    train = data.positives(TARGET, TRAIN)
+    metrics = evaluate_popularity(
+        popularity(train, test.ranking), test.ranking, k, params.eval.user_block
+    )
+    if test.sampled is not None:
+        by_item = torch.as_tensor(np.bincount(train["item_idx"], minlength=data.meta["n_items"]))
+        metrics |= evaluate_sampled(lambda _, items: by_item[items], test.sampled, k)
+    return {m: {"mean": v, "std": 0.0} for m, v in metrics.items()}
+
+
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """mean and sample std per metric over seeds (std 0 for one seed)."""
+    out = {}
+    for name in per_seed[0]:
+        values = [m[name] for m in per_seed]
+        out[name] = {
+            "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
+    return out
+
+
+def score_strategies(
+    models: Iterable[tuple[str, list[MultiTaskModel]]], test: TestSet, params: Params
+) -> dict[str, dict]:
+    """mean ± std (and per-seed values) of every strategy's models."""
+    out = {}
+    for name, seeds in models:
+        per_seed = [score_model(model, test, params) for model in seeds]
+        out[name] = aggregate(per_seed) | {"per_seed": per_seed}
+        log.info("%s: ndcg@%d %s", name, params.eval.k, out[name][f"ndcg@{params.eval.k}"])
+    return out
+
+
+def _cell(metrics: dict, column: str) -> str:
+    value = metrics.get(column)
+    if value is None:
+        return "—"
+    return f"{value['mean']:.4f} ± {value['std']:.4f}"
+
+
 def results_table(report: dict) -> str:
-    """Markdown table of mean ± std per strategy (what ``make run`` prints)."""
+    """Markdown tables of mean ± std per strategy (what ``make run`` prints)."""
     k = report["k"]
     columns = [f"ndcg@{k}", f"hr@{k}", f"recall@{k}", "mrr", "click_auc", "like_auc", "rating_rmse"]
+    cold = [f"{COLD}_ndcg@{k}", f"{COLD}_hr@{k}", f"{COLD}_recall@{k}"]
+    sampled = [f"sampled_ndcg@{k}", f"sampled_hr@{k}", "sampled_mrr"]
     lines = [
-        f"Target domain {report['target_genres']}, test users: {report['test_users']}, "
-        f"seeds: {report['seeds']}",
+        f"Target domain {report['target_genres']}, protocol {report['protocol']}, test users: "
+        f"{report['test_users']} ({report['cold_users']} cold), seeds: {report['seeds']}",
         "",
-        "| strategy | " + " | ".join(columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
     ]
-    for name, metrics in report["strategies"].items():
-        cells = [
-            f"{metrics[c]['mean']:.4f} ± {metrics[c]['std']:.4f}" if c in metrics else "—"
-            for c in columns
-        ]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    gain = report.get("transfer_gain")
-    if gain:
+    tables = [("all test users", columns)]
+    if report["cold_users"]:
+        tables.append((f"{report['cold_users']} cold users (no target training history)", cold))
+    if report["sampled_negatives"]:
+        tables.append((f"sampled: 1 positive + {report['sampled_negatives']} negatives", sampled))
+    for title, cols in tables:
         lines += [
+            f"**{title}**",
             "",
-            f"Transfer gain (finetune - scratch) on ndcg@{k}: "
-            f"{gain['absolute']:+.4f} ({gain['relative']:+.1%})",
+            "| strategy | " + " | ".join(cols) + " |",
+            "|---" * (len(cols) + 1) + "|",
         ]
-    return "\n".join(lines) + "\n"
+        lines += [
+            f"| {name} | " + " | ".join(_cell(m, c) for c in cols) + " |"
+            for name, m in report["strategies"].items()
+        ]
+        lines.append("")
+    for name, gain in report.get("transfer_gain", {}).items():
+        lines.append(
+            f"Transfer gain ({name} - scratch) on ndcg@{k}: {gain['absolute']:+.4f} "
+            f"({gain['relative']:+.1%})"
+            + (f", {gain['stds']:.1f} x the larger std" if gain["stds"] is not None else "")
+        )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def transfer_gains(strategies: dict, k: int) -> dict[str, dict[str, float]]:
+    """Each strategy's NDCG@K gain over ``scratch`` (absolute, relative, in units of std)."""
+    metric = f"ndcg@{k}"
+    if "scratch" not in strategies:
+        return {}
+    base = strategies["scratch"][metric]
+    gains = {}
+    for name, values in strategies.items():
+        if name in ("scratch", "popularity"):
+            continue
+        diff = values[metric]["mean"] - base["mean"]
+        spread = max(values[metric]["std"], base["std"])
+        gains[name] = {
+            "absolute": diff,
+            "relative": diff / base["mean"] if base["mean"] else 0.0,
+            "stds": diff / spread if spread else None,
+        }
+    return gains
+
+
+def evaluation_report(params: Params, data: ProcessedData, models: dict) -> dict:
+    """Scores of every strategy's models and popularity on the test split of ``data``."""
+    test = build_test_set(params, data)
+    strategies = score_strategies(models.items(), test, params)
+    strategies["popularity"] = score_popularity(data, test, params)
+    return {
+        "k": params.eval.k,
+        "seeds": list(params.eval.seeds),
+        "protocol": params.protocol.name,
+        "target_genres": params.target.genres,
+        "train_fraction": params.target.train_fraction,
+        "test_users": len(test.ranking.users),
+        "cold_users": int(test.ranking.groups[COLD].sum()),
+        "sampled_negatives": params.eval.sampled_negatives,
+        "test_hash": test.hash,
+        "strategies": strategies,
+        "transfer_gain": transfer_gains(strategies, params.eval.k),
+    }
+
+
+def cv_selection(params: Params) -> dict | None:
+    """The strategy with the best cross-validated NDCG (``registry.strategy: cv_best``)."""
+    if params.preprocess.cv_folds < 2:
+        return None
+    scores = {
+        name: read_json(transfer.report_path(params, name))["cv"]
+        for name in params.transfer.strategies
+    }
+    return {
+        "folds": params.preprocess.cv_folds,
+        "metric": f"ndcg@{params.eval.k}",
+        "scores": scores,
+        "selected": max(scores, key=lambda n: scores[n]["mean"]),
+    }
 
 
 def run(params: Params) -> None:
     """Evaluate each trained target model and the popularity baseline; write metrics."""
     data = load_processed(params)
-    k, block = params.eval.k, params.eval.user_block
-    test = data.rows(TARGET, TEST)
-    rows = task_columns(test)
-    task = ranking_task(
-        data.positives(TARGET, TRAIN, VALID),
-        data.positives(TARGET, TEST),
-        domain_items(data.items, TARGET),
-    )
-    strategies: dict[str, dict] = {}
-    for name in params.transfer.strategies:
-        per_seed = [
-            evaluate_model(
-                load_checkpoint(transferred_path(params, name, seed)), rows, task, k, block
-            )
-            for seed in params.eval.seeds
-        ]
-        strategies[name] = _aggregate(per_seed) | {"per_seed": per_seed}
-        log.info("%s: %s", name, strategies[name][f"ndcg@{k}"])
-    pop = evaluate_popularity(popularity(data.positives(TARGET, TRAIN), task), task, k, block)
-    strategies["popularity"] = {m: {"mean": v, "std": 0.0} for m, v in pop.items()}
-    report = {
-        "k": k,
-        "seeds": list(params.eval.seeds),
-        "target_genres": params.target.genres,
-        "test_users": len(task.users),
-        "test_hash": test_set_hash(test),
-        "strategies": strategies,
+    models = {
+        name: [load_checkpoint(transferred_path(params, name, s)) for s in params.eval.seeds]
+        for name in params.transfer.strategies
     }
-    if {"scratch", "finetune"} <= set(strategies):
-        base = strategies["scratch"][f"ndcg@{k}"]["mean"]
-        tuned = strategies["finetune"][f"ndcg@{k}"]["mean"]
-        report["transfer_gain"] = {
-            "absolute": tuned - base,
-            "relative": (tuned - base) / base if base else 0.0,
-        }
+    report = evaluation_report(params, data, models)
+    cv = cv_selection(params)
+    if cv:
+        report["cv"] = cv
     write_json(params.paths.report(METRICS_FILE), report)
     table = results_table(report)
     write_atomic(params.paths.report(TABLE_FILE), lambda p: p.write_text(table))

@@ -14,7 +14,7 @@ from mtrec.core.models import build_model as build_architecture
 from mtrec.core.models import load_model
 from mtrec.core.multitask import ModelSpec, MultiTaskModel
 from mtrec.data.splitting import TRAIN
-from mtrec.data.tensors import side_features
+from mtrec.data.tensors import side_features, user_history
 from mtrec.errors import ArtifactError
 from mtrec.io import read_json
 
@@ -72,12 +72,21 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         n_experts=params.model.n_experts,
         expert_dims=tuple(params.model.expert_dims),
         levels=params.model.levels,
+        text_encoder=params.model.text_encoder,
+        text_kernel=params.model.text_kernel,
+        history_length=params.model.history_length if params.model.user_history != "none" else 0,
+        history_heads=params.model.history_heads,
+        history_layers=params.model.history_layers,
         rating_mean=float(
             data.interactions.loc[observed & (data.interactions["split"] == TRAIN), "rating"].mean()
         ),
     )
     model = build_architecture(spec)
-    model.set_side_features(**side_features(data.items, data.users, meta))
+    train = data.interactions[(data.interactions["split"] == TRAIN) & observed]
+    history = (
+        user_history(train, meta["n_users"], spec.history_length) if spec.history_length else None
+    )
+    model.set_side_features(**side_features(data.items, data.users, meta), user_history=history)
     return model
 
 

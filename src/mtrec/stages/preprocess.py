@@ -15,7 +15,12 @@ def run(params: Params) -> None:
     gate = params.paths.report(REPORT)
     if not gate.exists() or not read_json(gate)["success"]:
         raise DataValidationError(f"{gate}: the data gate has not passed; run the validate stage")
-    out = preprocess(CanonicalTables.load(params.paths.interim), params.target, params.preprocess)
+    out = preprocess(
+        CanonicalTables.load(params.paths.interim),
+        params.target,
+        params.preprocess,
+        params.protocol,
+    )
     write_tables(
         params.paths.processed,
         {"interactions": out.interactions, "items": out.items, "users": out.users},

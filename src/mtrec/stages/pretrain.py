@@ -19,10 +19,15 @@ def run(params: Params) -> None:
     data = load_processed(params)
     train, valid = (task_columns(data.rows(SOURCE, s)) for s in (TRAIN, VALID))
     device = pick_device(params.pretrain.device)
-    report = {}
+    report: dict = {}
     with atomic_path(params.paths.pretrained) as out_dir:
         out_dir.mkdir()
-        for seed in params.eval.seeds:
+        # Single-domain protocols have no source rows: an empty output keeps the DAG uniform.
+        seeds = [] if params.protocol.single_domain else params.eval.seeds
+        if not seeds:
+            report["skipped"] = f"protocol {params.protocol.name} has no source domain"
+            log.info("%s: nothing to pretrain", report["skipped"])
+        for seed in seeds:
             model = build_model(params, data, seed)
             result = fit(model, train, valid, params.pretrain, seed, device)
             model.cpu().save(out_dir / f"seed{seed}.pt")

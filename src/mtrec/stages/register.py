@@ -10,7 +10,7 @@ from mtrec.config import Params
 from mtrec.data.splitting import TARGET
 from mtrec.io import read_json, sha256_file, write_json
 from mtrec.registry import FINGERPRINT_TAG, Registry, decide, git_revision
-from mtrec.stages import evaluate, transfer, validate
+from mtrec.stages import evaluate, validate
 from mtrec.stages.modeling import load_processed, transferred_path
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def registered_strategy(params: Params) -> str:
     """The configured strategy, or the one cross-validation selected (``cv_best``)."""
     if params.registry.strategy != "cv_best":
         return params.registry.strategy
-    return read_json(params.paths.report(transfer.REPORT))["cv"]["selected"]
+    return read_json(params.paths.report(evaluate.METRICS_FILE))["cv"]["selected"]
 
 
 def _log_run(params: Params, strategy: str, metrics: dict, decision: dict, checkpoint: Path) -> str:

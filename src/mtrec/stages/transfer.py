@@ -1,24 +1,29 @@
-"""Stage ``transfer``: target-domain models, one per strategy and seed.
+"""Stage ``transfer <strategy>``: target-domain models of one strategy, one per seed.
 
-With ``preprocess.cv_folds`` >= 2 it first cross-validates each strategy (first seed) over the
-target's train+valid rows and records the one with the best held-out NDCG as ``selected``,
-which ``registry.strategy: cv_best`` registers. Test rows are never used for the choice.
+``dvc.yaml`` runs it once per entry of ``transfer.strategies`` (``foreach``), the DAG once per
+mapped task. With ``preprocess.cv_folds`` >= 2 it first cross-validates the strategy (first
+seed) over the target's train+valid rows; ``evaluate`` then selects the strategy with the best
+held-out NDCG (what ``registry.strategy: cv_best`` registers). Test rows are never used.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from mtrec.config import Params
+from mtrec.core.batches import MixedBatches
 from mtrec.core.evaluation import evaluate_model
 from mtrec.core.multitask import MultiTaskModel
 from mtrec.core.trainer import FitResult, fit, pick_device
 from mtrec.core.transfer import get_strategy
-from mtrec.data.splitting import TARGET, TRAIN, VALID
+from mtrec.data.splitting import SOURCE, TARGET, TRAIN, VALID
 from mtrec.data.tensors import domain_items, ranking_task, task_columns
+from mtrec.errors import ConfigError
 from mtrec.io import atomic_path, write_json
 from mtrec.stages.modeling import (
     ProcessedData,
@@ -30,87 +35,113 @@ from mtrec.stages.modeling import (
 
 log = logging.getLogger(__name__)
 
-REPORT = "transfer.json"
+REPORTS = "transfer"  # one <strategy>.json per strategy under paths.reports
+
+
+def report_path(params: Params, strategy: str) -> Path:
+    """The transfer report of one strategy."""
+    return params.paths.report(REPORTS) / f"{strategy}.json"
+
+
+@dataclass
+class Rows:
+    """Column tensors a strategy trains on: target train/valid, and source train rows for the
+    strategies that mix them in."""
+
+    train: dict[str, torch.Tensor]
+    valid: dict[str, torch.Tensor]
+    source: dict[str, torch.Tensor]
+
+
+def target_rows(data: ProcessedData) -> Rows:
+    """The default split's training rows."""
+    return Rows(
+        *(task_columns(data.rows(TARGET, s)) for s in (TRAIN, VALID)),
+        source=task_columns(data.rows(SOURCE, TRAIN)),
+    )
 
 
 def train_strategy(
-    params: Params,
-    data: ProcessedData,
-    name: str,
-    seed: int,
-    train: dict[str, torch.Tensor],
-    valid: dict[str, torch.Tensor],
-    device: torch.device,
-) -> tuple[MultiTaskModel, FitResult | None]:
-    """Build the strategy's starting point for ``seed`` and train it on the target rows."""
-    strategy = get_strategy(name, params.transfer.l2sp_strength)
+    params: Params, data: ProcessedData, name: str, seed: int, rows: Rows, device: torch.device
+) -> tuple[MultiTaskModel, dict]:
+    """Build the strategy's starting point for ``seed``, train it on the target rows (plus
+    drawn source rows for instance transfer); returns the model and what happened."""
+    cfg = params.transfer
+    strategy = get_strategy(name, cfg.l2sp_strength, cfg.importance_clip)
     source = load_checkpoint(pretrained_path(params, seed)) if strategy.needs_source else None
     model = strategy.prepare(build_model(params, data, seed), source)
     if not strategy.trains:
-        return model, None
-    return model, fit(model, train, valid, params.transfer.train, seed, device, strategy.penalty)
+        return model, {"trained": False}
+    train: dict[str, torch.Tensor] | MixedBatches = rows.train
+    info: dict = {}
+    if strategy.mixes_source_rows:
+        weights = strategy.source_weights(model, rows.train, rows.source, seed)
+        info["source_weights"] = _weight_summary(weights)
+        train = MixedBatches(
+            rows.train, rows.source, weights, cfg.source_ratio, cfg.train.batch_size
+        )
+    result: FitResult = fit(model, train, rows.valid, cfg.train, seed, device, strategy.penalty)
+    return model, info | {
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "seconds": result.seconds,
+        "valid_loss": result.best_valid_loss,
+    }
+
+
+def _weight_summary(weights: torch.Tensor) -> dict[str, float]:
+    """Range of the importance weights and their effective sample size share (Kish)."""
+    return {
+        "min": weights.min().item(),
+        "max": weights.max().item(),
+        "mean": weights.mean().item(),
+        "ess_share": (weights.sum() ** 2 / (weights**2).sum() / len(weights)).item(),
+    }
 
 
 def cross_validate(
-    params: Params, data: ProcessedData, name: str, device: torch.device
+    params: Params, data: ProcessedData, name: str, rows: Rows, device: torch.device
 ) -> dict[str, float | list[float]]:
     """k-fold over the target's train+valid rows: train on k-1 folds (early-stopping on the
     held-out one), then rank all target items for the held-out fold's positives."""
-    rows = data.rows(TARGET, TRAIN, VALID)
+    frame = data.rows(TARGET, TRAIN, VALID)
     candidates = domain_items(data.items, TARGET)
-    metric = f"ndcg@{params.eval.k}"
     scores = []
     for fold in range(data.meta["cv_folds"]):
-        fit_rows, held = rows[rows["fold"] != fold], rows[rows["fold"] == fold]
-        model, _ = train_strategy(
-            params,
-            data,
-            name,
-            params.eval.seeds[0],
-            task_columns(fit_rows),
-            task_columns(held),
-            device,
-        )
+        fit_rows, held = frame[frame["fold"] != fold], frame[frame["fold"] == fold]
+        fold_rows = Rows(task_columns(fit_rows), task_columns(held), rows.source)
+        model, _ = train_strategy(params, data, name, params.eval.seeds[0], fold_rows, device)
         task = ranking_task(fit_rows[fit_rows["click"] == 1], held[held["click"] == 1], candidates)
-        scores.append(
-            evaluate_model(model, task_columns(held), task, params.eval.k, params.eval.user_block)[
-                metric
-            ]
-        )
+        k, block = params.eval.k, params.eval.user_block
+        scores.append(evaluate_model(model, task_columns(held), task, k, block)[f"ndcg@{k}"])
     return {"mean": statistics.fmean(scores), "std": statistics.stdev(scores), "per_fold": scores}
 
 
-def run(params: Params) -> None:
-    """(Optionally cross-validate, then) train every strategy for every seed."""
+def run(params: Params, strategy: str | None = None) -> None:
+    """Train ``strategy`` (default: every one in ``transfer.strategies``) for every seed."""
+    names = params.transfer.strategies
+    if strategy is not None and strategy not in names:
+        raise ConfigError(f"{strategy!r} is not in transfer.strategies {names}")
     data = load_processed(params)
-    train, valid = (task_columns(data.rows(TARGET, s)) for s in (TRAIN, VALID))
+    rows = target_rows(data)
     device = pick_device(params.transfer.train.device)
-    report: dict[str, dict] = {}
+    for name in names if strategy is None else [strategy]:
+        _run_strategy(params, data, name, rows, device)
+
+
+def _run_strategy(
+    params: Params, data: ProcessedData, strategy: str, rows: Rows, device: torch.device
+) -> None:
+    """(Optionally cross-validate, then) train one strategy for every seed; write its report."""
+    report: dict = {"strategy": strategy, "seeds": {}}
     if data.meta["cv_folds"] >= 2:
-        cv = {
-            name: cross_validate(params, data, name, device) for name in params.transfer.strategies
-        }
-        report["cv"] = {
-            "folds": data.meta["cv_folds"],
-            "metric": f"ndcg@{params.eval.k}",
-            "scores": cv,
-            "selected": max(cv, key=lambda n: cv[n]["mean"]),
-        }
-        log.info("cross-validation: %s", report["cv"])
-    with atomic_path(params.paths.transferred) as out_dir:
-        for name in params.transfer.strategies:
-            (out_dir / name).mkdir(parents=True)
-            for seed in params.eval.seeds:
-                model, result = train_strategy(params, data, name, seed, train, valid, device)
-                model.cpu().save(out_dir / name / f"seed{seed}.pt")
-                report.setdefault("strategies", {}).setdefault(name, {})[f"seed{seed}"] = (
-                    {"trained": False}
-                    if result is None
-                    else {
-                        "best_epoch": result.best_epoch,
-                        "seconds": result.seconds,
-                        "valid_loss": result.best_valid_loss,
-                    }
-                )
-                log.info("%s seed %d: %s", name, seed, report["strategies"][name][f"seed{seed}"])
-    write_json(params.paths.report(REPORT), report)
+        report["cv"] = cross_validate(params, data, strategy, rows, device)
+        log.info("%s cross-validation: %s", strategy, report["cv"])
+    with atomic_path(Path(params.paths.transferred) / strategy) as out_dir:
+        out_dir.mkdir(parents=True)
+        for seed in params.eval.seeds:
+            model, info = train_strategy(params, data, strategy, seed, rows, device)
+            model.cpu().save(out_dir / f"seed{seed}.pt")
+            report["seeds"][f"seed{seed}"] = info
+            log.info("%s seed %d: %s", strategy, seed, info)
+    write_json(report_path(params, strategy), report)

@@ -1,0 +1,62 @@
+"""Stage ``curve <fraction>``: the transfer curve's extra points.
+
+For one ``target.train_fraction`` it re-runs preprocessing in memory (same seed, so the same
+users, items, split and cold users; only the target's train rows are thinned differently),
+trains every strategy for every seed from the pretrained source models, and scores them on
+that split's test rows exactly as ``evaluate`` does. The default fraction's point is the
+``evaluate`` stage's own (not recomputed).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mtrec.config import Params
+from mtrec.core.trainer import pick_device
+from mtrec.data.canonical import CanonicalTables
+from mtrec.data.preprocess import preprocess
+from mtrec.io import write_json
+from mtrec.stages.evaluate import evaluation_report
+from mtrec.stages.modeling import ProcessedData
+from mtrec.stages.transfer import target_rows, train_strategy
+
+log = logging.getLogger(__name__)
+
+REPORTS = "curve"  # one <fraction>.json per point under paths.reports
+
+
+def point_path(params: Params, fraction: float) -> Path:
+    """The report of one curve point (named as dvc.yaml's foreach renders the fraction)."""
+    return params.paths.report(REPORTS) / f"{fraction}.json"
+
+
+def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dict:
+    """Train and score every strategy at ``fraction``; seconds of training per model."""
+    params = params.model_copy(
+        update={"target": params.target.model_copy(update={"train_fraction": fraction})}
+    )
+    out = preprocess(tables, params.target, params.preprocess, params.protocol)
+    data = ProcessedData(out.interactions, out.items, out.users, out.meta)
+    rows = target_rows(data)
+    device = pick_device(params.transfer.train.device)
+    models, seconds = {}, {}
+    for name in params.transfer.strategies:
+        trained = [train_strategy(params, data, name, s, rows, device) for s in params.eval.seeds]
+        models[name] = [model for model, _ in trained]
+        seconds[name] = [info.get("seconds", 0.0) for _, info in trained]
+        log.info("fraction %g %s trained in %s s", fraction, name, seconds[name])
+    report = evaluation_report(params, data, models)
+    return report | {"seconds": seconds, "positives": data.meta["positives"]}
+
+
+def run(params: Params, fraction: str | None = None) -> None:
+    """Every point of ``curve.fractions`` (or just ``fraction``) but the default fraction."""
+    fractions = params.curve.fractions if fraction is None else [float(fraction)]
+    tables = CanonicalTables.load(params.paths.interim)
+    for value in fractions:
+        if value == params.target.train_fraction:
+            report = {"train_fraction": value, "same_as": "evaluate"}
+        else:
+            report = curve_point(params, tables, value)
+        write_json(point_path(params, value), report)
