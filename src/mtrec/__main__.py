@@ -9,7 +9,7 @@ import time
 
 from mtrec.config import PARAMS_FILE, load_params
 from mtrec.errors import MtrecError
-from mtrec.stages import ITEM_STAGES, SERVING_STAGES, STAGES, stage_runner
+from mtrec.stages import COMMANDS, ITEM_STAGES, SERVING_STAGES, STAGES, stage_runner
 
 log = logging.getLogger("mtrec")
 
@@ -17,7 +17,7 @@ log = logging.getLogger("mtrec")
 def main(argv: list[str] | None = None) -> int:
     """Run one stage; expected failures print one clear line and exit 1."""
     parser = argparse.ArgumentParser(prog="mtrec", description=__doc__)
-    parser.add_argument("stage", choices=STAGES + SERVING_STAGES)
+    parser.add_argument("stage", choices=STAGES + SERVING_STAGES + COMMANDS)
     parser.add_argument("item", nargs="?", help="transfer: a strategy; curve: a train fraction")
     parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -211,6 +211,35 @@ class CurveConfig(_Section):
         return self
 
 
+class SearchRange(_Section):
+    """One dimension of the hyperparameter search."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError(f"need 0 < low < high on a log scale, low < high otherwise: {self}")
+        return self
+
+
+class TuneConfig(_Section):
+    """``python -m mtrec tune``: search over dotted params keys, scored on validation NDCG."""
+
+    strategy: Strategy = "finetune"
+    trials: int = Field(20, ge=1)
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    space: dict[str, SearchRange] = {
+        "transfer.train.lr": SearchRange(low=3e-4, high=1e-2, log=True),
+        "transfer.train.weight_decay": SearchRange(low=1e-7, high=1e-3, log=True),
+        "transfer.train.batch_size": SearchRange(low=512, high=4096, log=True, integer=True),
+    }
+
+
 class EvalConfig(_Section):
     k: int = Field(10, ge=1)
     seeds: list[int] = Field([0, 1, 2], min_length=1)
@@ -270,6 +299,7 @@ class Params(_Section):
     pretrain: TrainConfig = TrainConfig()
     transfer: TransferConfig = TransferConfig()
     curve: CurveConfig = CurveConfig()
+    tune: TuneConfig = TuneConfig()
     eval: EvalConfig = EvalConfig()
     gates: GatesConfig = GatesConfig()
     registry: RegistryConfig = RegistryConfig()
