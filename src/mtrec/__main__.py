@@ -8,6 +8,7 @@ import sys
 import time
 
 from mtrec.config import PARAMS_FILE, load_params
+from mtrec.core import distributed
 from mtrec.errors import MtrecError
 from mtrec.stages import COMMANDS, ITEM_STAGES, SERVING_STAGES, STAGES, stage_runner
 
@@ -30,11 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     log.setLevel(logging.INFO)
     start = time.perf_counter()
+    rank = distributed.init_from_env()  # under torchrun: join the data-parallel group
+    if not rank.main:
+        log.setLevel(logging.WARNING)  # rank 0 speaks for the group
     try:
         stage_runner(args.stage)(load_params(args.params), *items)
     except MtrecError as exc:
         print(f"mtrec {args.stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        distributed.shutdown()
     log.info("stage %s done in %.1fs", args.stage, time.perf_counter() - start)
     return 0
 

@@ -168,6 +168,9 @@ class TrainConfig(_Section):
     weighting: Literal["static", "uncertainty", "dwa"] = "static"
     dwa_temperature: float = Field(2.0, gt=0.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16"] = Field(
+        "auto", description="bf16 autocast: auto = on CUDA only; bf16 = everywhere; off"
+    )
 
     @model_validator(mode="after")
     def _known_tasks(self) -> TrainConfig:

@@ -39,6 +39,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
+@contextmanager
+def scratch_path(target: str | Path) -> Iterator[Path]:
+    """Like :func:`atomic_path`, but the result is thrown away (a data-parallel rank that
+    trains like rank 0 but must not publish)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp) / Path(target).name
+
+
 def write_atomic(target: str | Path, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp_path)`` and publish the result at ``target`` atomically."""
     with atomic_path(target) as tmp:

@@ -4,7 +4,7 @@ import torch
 from mtrec.core.batches import TensorBatches
 from mtrec.core.evaluation import RankingTask, evaluate_model
 from mtrec.core.metrics import auc
-from mtrec.core.trainer import eval_loss, fit
+from mtrec.core.trainer import autocast_dtype, eval_loss, fit
 
 from .helpers import SYNTHETIC_TRAINING as CFG
 from .helpers import learnable_rows, tiny_model
@@ -62,3 +62,16 @@ def test_evaluate_model_reports_every_metric() -> None:
         "mrr",
     }
     assert all(0.0 <= metrics[m] <= 1.0 for m in ("click_auc", "ndcg@5", "hr@5", "mrr"))
+
+
+def test_bf16_autocast_trains() -> None:
+    model = tiny_model()
+    cfg = CFG.model_copy(update={"amp": "bf16", "epochs": 10})
+    result = fit(
+        model, learnable_rows(600), learnable_rows(200, seed=1), cfg, 0, torch.device("cpu")
+    )
+    losses = [h["valid_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
+    assert autocast_dtype("off", torch.device("cuda")) is None

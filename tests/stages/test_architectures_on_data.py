@@ -84,7 +84,7 @@ def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> N
         assert scores["sampled_hr@10"]["mean"] >= scores["hr@10"]["mean"]
 
     # The default fraction's point is evaluate's own; the other is a real curve point.
-    assert json.loads(curve.point_path(params, 0.5).read_text())["same_as"] == "evaluate"
+    assert "default fraction" in json.loads(curve.point_path(params, 0.5).read_text())["skipped"]
     point = json.loads(curve.point_path(params, 0.2).read_text())
     assert point["train_fraction"] == 0.2 and set(point["strategies"]) == set(metrics["strategies"])
     assert point["positives"]["target/train"] < metrics_positives(params)

@@ -10,7 +10,10 @@ Batch = dict[str, torch.Tensor]
 
 
 class TensorBatches:
-    """Iterate aligned column tensors in batches, reshuffled each epoch when ``shuffle``."""
+    """Iterate aligned column tensors in batches, reshuffled each epoch when ``shuffle``.
+
+    ``shard=(rank, world)`` keeps every world-th row of each epoch's order (data-parallel
+    training: the ranks share the generator's seed, so their shards are disjoint)."""
 
     def __init__(
         self,
@@ -18,6 +21,7 @@ class TensorBatches:
         batch_size: int,
         shuffle: bool = False,
         generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         lengths = {len(v) for v in columns.values()}
         if len(lengths) != 1:
@@ -27,9 +31,12 @@ class TensorBatches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
+        self.shard = shard
 
     def __len__(self) -> int:
-        return (self.n + self.batch_size - 1) // self.batch_size
+        rank, world = self.shard
+        rows = len(range(rank, self.n, world))
+        return (rows + self.batch_size - 1) // self.batch_size
 
     def to(self, device: torch.device) -> TensorBatches:
         """Move every column once (not per batch)."""
@@ -44,7 +51,10 @@ class TensorBatches:
                 next(iter(columns.values())).device
             )
             columns = {k: v[perm] for k, v in columns.items()}
-        for start in range(0, self.n, self.batch_size):
+        rank, world = self.shard
+        if world > 1:
+            columns = {k: v[rank::world] for k, v in columns.items()}
+        for start in range(0, len(next(iter(columns.values()))), self.batch_size):
             yield {k: v[start : start + self.batch_size] for k, v in columns.items()}
 
 
@@ -76,9 +86,13 @@ class MixedBatches:
         self.n_draw = max(1, round(ratio * self.n_target))
         self.batch_size = batch_size
         self.generator = generator
+        self.shard = (0, 1)
 
     def __len__(self) -> int:
-        return (self.n_target + self.n_draw + self.batch_size - 1) // self.batch_size
+        rows = self.n_target + self.n_draw
+        return (len(range(self.shard[0], rows, self.shard[1])) + self.batch_size - 1) // (
+            self.batch_size
+        )
 
     def to(self, device: torch.device) -> MixedBatches:
         """Move every column once (not per batch)."""
@@ -92,4 +106,4 @@ class MixedBatches:
             self.weights, self.n_draw, replacement=True, generator=self.generator
         ).to(device)
         columns = {k: torch.cat([v, self.source[k][drawn]]) for k, v in self.target.items()}
-        return iter(TensorBatches(columns, self.batch_size, True, self.generator))
+        return iter(TensorBatches(columns, self.batch_size, True, self.generator, self.shard))

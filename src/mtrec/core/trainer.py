@@ -11,6 +11,7 @@ from typing import Protocol
 
 import torch
 
+from mtrec.core import distributed
 from mtrec.core.batches import MixedBatches, TensorBatches
 from mtrec.core.losses import task_losses
 from mtrec.core.multitask import MultiTaskModel
@@ -33,6 +34,7 @@ class TrainSettings(Protocol):
     task_weights: Mapping[str, float]
     weighting: str
     dwa_temperature: float
+    amp: str
 
 
 @dataclass
@@ -47,12 +49,19 @@ class FitResult:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto`` -> CUDA when present, else CPU; under torchrun, this process's own GPU."""
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but no CUDA device is visible")
-    return torch.device(name)
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", distributed.current().local)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (``auto``) or everywhere (``bf16``); None = full precision."""
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
 
 
 def train_epoch(
@@ -61,15 +70,22 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     weighting: StaticWeights,
     penalty: Penalty | None = None,
+    forward: torch.nn.Module | None = None,
+    amp: torch.dtype | None = None,
 ) -> tuple[float, dict[str, float]]:
     """One pass over ``batches``; returns the mean training loss (penalty included) and each
-    task's mean loss."""
+    task's mean loss. ``forward`` is the module to call (the DDP wrapper in a process group),
+    ``amp`` the autocast dtype (None: full precision)."""
     model.train()
+    forward = forward or model
+    device_type = model.item_genres.device.type
     # Summed as tensors and read once per epoch: a .item() per batch would sync the GPU.
     total, n = torch.zeros(()), 0
     per_task: dict[str, torch.Tensor] = {}
     for batch in batches:
-        losses = task_losses(model(batch["user"], batch["item"]), batch, model.item_genres)
+        with torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = forward(batch["user"], batch["item"])
+            losses = task_losses(out, batch, model.item_genres)
         loss = weighting.combine(losses)
         extra = penalty(model) if penalty is not None else None
         if extra is not None:
@@ -112,15 +128,19 @@ def fit(
 ) -> FitResult:
     """Train with Adam; keep the weights of the epoch with the lowest validation loss.
 
-    ``train`` is column tensors (shuffled each epoch) or batches that mix in source rows."""
+    ``train`` is column tensors (shuffled each epoch) or batches that mix in source rows. Under
+    torchrun each rank trains on its shard with 1/world of the batch; every rank sees the same
+    validation loss, so all stop at the same epoch with the same weights."""
     start = time.perf_counter()
+    rank = distributed.current()
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
+    shard, batch_size = (rank.rank, rank.world), max(1, cfg.batch_size // rank.world)
     if isinstance(train, MixedBatches):
-        train.generator = generator
+        train.generator, train.shard, train.batch_size = generator, shard, batch_size
         train_batches = train.to(device)
     else:
-        train_batches = TensorBatches(train, cfg.batch_size, True, generator).to(device)
+        train_batches = TensorBatches(train, batch_size, True, generator, shard).to(device)
     valid_batches = TensorBatches(valid, cfg.batch_size * 4).to(device)
     weighting = make_weighting(cfg.weighting, cfg.task_weights, cfg.dwa_temperature).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad] + list(weighting.parameters())
@@ -129,8 +149,11 @@ def fit(
     best_state = copy.deepcopy(model.state_dict())
     history: list[dict[str, float]] = []
     epoch = 0
+    forward, amp = distributed.wrap(model, device), autocast_dtype(cfg.amp, device)
     for epoch in range(1, cfg.epochs + 1):
-        train_loss, task_means = train_epoch(model, train_batches, optimizer, weighting, penalty)
+        train_loss, task_means = train_epoch(
+            model, train_batches, optimizer, weighting, penalty, forward, amp
+        )
         weighting.end_epoch(task_means)
         valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
         history.append(

@@ -55,8 +55,10 @@ def run(params: Params, fraction: str | None = None) -> None:
     fractions = params.curve.fractions if fraction is None else [float(fraction)]
     tables = CanonicalTables.load(params.paths.interim)
     for value in fractions:
-        if value == params.target.train_fraction:
-            report = {"train_fraction": value, "same_as": "evaluate"}
+        if params.protocol.single_domain:
+            report = {"train_fraction": value, "skipped": "single-domain protocol: no thinning"}
+        elif value == params.target.train_fraction:
+            report = {"train_fraction": value, "skipped": "the default fraction: see evaluate"}
         else:
             report = curve_point(params, tables, value)
         write_json(point_path(params, value), report)

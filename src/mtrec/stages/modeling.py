@@ -3,6 +3,7 @@ and the checkpoint layout under ``paths.pretrained`` / ``paths.transferred``."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,13 +11,14 @@ import pandas as pd
 import torch
 
 from mtrec.config import Params
+from mtrec.core import distributed
 from mtrec.core.models import build_model as build_architecture
 from mtrec.core.models import load_model
 from mtrec.core.multitask import ModelSpec, MultiTaskModel
 from mtrec.data.splitting import TRAIN
 from mtrec.data.tensors import side_features, user_history
 from mtrec.errors import ArtifactError
-from mtrec.io import read_json
+from mtrec.io import atomic_path, read_json, scratch_path
 
 
 @dataclass
@@ -88,6 +90,12 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
     )
     model.set_side_features(**side_features(data.items, data.users, meta), user_history=history)
     return model
+
+
+def output_path(target: str | Path) -> AbstractContextManager[Path]:
+    """Where a training stage writes ``target``: published atomically by rank 0, discarded
+    on the other data-parallel ranks (they hold the same weights)."""
+    return atomic_path(target) if distributed.current().main else scratch_path(target)
 
 
 def pretrained_path(params: Params, seed: int) -> Path:

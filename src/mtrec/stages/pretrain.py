@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from mtrec.config import Params
+from mtrec.core import distributed
 from mtrec.core.trainer import fit, pick_device
 from mtrec.data.splitting import SOURCE, TRAIN, VALID
 from mtrec.data.tensors import task_columns
-from mtrec.io import atomic_path, write_json
-from mtrec.stages.modeling import build_model, load_processed
+from mtrec.io import write_json
+from mtrec.stages.modeling import build_model, load_processed, output_path
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def run(params: Params) -> None:
     train, valid = (task_columns(data.rows(SOURCE, s)) for s in (TRAIN, VALID))
     device = pick_device(params.pretrain.device)
     report: dict = {}
-    with atomic_path(params.paths.pretrained) as out_dir:
+    with output_path(params.paths.pretrained) as out_dir:
         out_dir.mkdir()
         # Single-domain protocols have no source rows: an empty output keeps the DAG uniform.
         seeds = [] if params.protocol.single_domain else params.eval.seeds
@@ -37,4 +38,5 @@ def run(params: Params) -> None:
                 "valid_loss": result.best_valid_loss,
             }
             log.info("pretrained seed %d: %s", seed, report[f"seed{seed}"])
-    write_json(params.paths.report("pretrain.json"), report)
+    if distributed.current().main:
+        write_json(params.paths.report("pretrain.json"), report)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from mtrec.config import Params
+from mtrec.core import distributed
 from mtrec.core.batches import MixedBatches
 from mtrec.core.evaluation import evaluate_model
 from mtrec.core.multitask import MultiTaskModel
@@ -24,12 +25,13 @@ from mtrec.core.transfer import get_strategy
 from mtrec.data.splitting import SOURCE, TARGET, TRAIN, VALID
 from mtrec.data.tensors import domain_items, ranking_task, task_columns
 from mtrec.errors import ConfigError
-from mtrec.io import atomic_path, write_json
+from mtrec.io import write_json
 from mtrec.stages.modeling import (
     ProcessedData,
     build_model,
     load_checkpoint,
     load_processed,
+    output_path,
     pretrained_path,
 )
 
@@ -137,11 +139,12 @@ def _run_strategy(
     if data.meta["cv_folds"] >= 2:
         report["cv"] = cross_validate(params, data, strategy, rows, device)
         log.info("%s cross-validation: %s", strategy, report["cv"])
-    with atomic_path(Path(params.paths.transferred) / strategy) as out_dir:
+    with output_path(Path(params.paths.transferred) / strategy) as out_dir:
         out_dir.mkdir(parents=True)
         for seed in params.eval.seeds:
             model, info = train_strategy(params, data, strategy, seed, rows, device)
             model.cpu().save(out_dir / f"seed{seed}.pt")
             report["seeds"][f"seed{seed}"] = info
             log.info("%s seed %d: %s", strategy, seed, info)
-    write_json(report_path(params, strategy), report)
+    if distributed.current().main:
+        write_json(report_path(params, strategy), report)
