@@ -27,3 +27,7 @@ class ArtifactError(MtrecError):
 
 class StageFailed(MtrecError):
     """A pipeline stage run through DVC in a run workspace exited non-zero."""
+
+
+class RegistryError(MtrecError):
+    """The model registry cannot do what was asked (no such alias, nothing to roll back to)."""

@@ -3,6 +3,8 @@
 A candidate version always gets ``@challenger``; ``@champion`` moves only when every gate
 passes (and promotion is on). The decision, with the numbers behind it, is logged on the run
 and as tags on the version, so "why was this (not) promoted?" is answered in the MLflow UI.
+A rollback moves ``@champion`` back to the version it replaced and records who and why the
+same way.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import logging
 import os
 import subprocess
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mtrec.config import GatesConfig, RegistryConfig
+from mtrec.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 FINGERPRINT_TAG = "mtrec.fingerprint"
+PREVIOUS_CHAMPION_TAG = "mtrec.previous_champion"
+ROLLBACK_TAG = "mtrec.rollback"  # prefix: .from, .by, .reason, .at, .request
 
 
 @dataclass(frozen=True)
@@ -240,9 +246,7 @@ class Registry:
         if decision.promote:
             previous = self.champion_version()
             if previous and previous != version:
-                self.client.set_model_version_tag(
-                    name, version, "mtrec.previous_champion", previous
-                )
+                self.client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, previous)
             self.client.set_registered_model_alias(name, CHAMPION, version)
             aliases.append(CHAMPION)
         return aliases
@@ -251,3 +255,106 @@ class Registry:
         """Version number behind ``@champion``, if any."""
         version = self._champion()
         return None if version is None else str(version.version)
+
+    def alias_version(self, alias: str) -> str:
+        """Version number behind ``@alias``; a clear error when the alias is not set."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client.get_model_version_by_alias(self.cfg.model_name, alias)
+        except MlflowException as exc:
+            raise RegistryError(
+                f"{self.cfg.model_name}@{alias} does not exist in the registry at "
+                f"{tracking_uri(self.cfg)}: no version has been given that alias yet"
+            ) from exc
+        return str(version.version)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """One move of ``@champion`` back to an earlier version, and who asked for it and why."""
+
+    model_name: str
+    from_version: str
+    to_version: str
+    user: str
+    reason: str
+    at: str
+    request: str
+
+
+def rollback_champion(
+    cfg: RegistryConfig,
+    *,
+    reason: str,
+    user: str,
+    request: str,
+    to_version: str | None = None,
+) -> Rollback:
+    """Move ``@champion`` to ``to_version`` (default: the champion it replaced) and record who,
+    why and when as tags on both versions and in their descriptions.
+
+    ``request`` identifies the request (the Airflow run id): running the same request again
+    after it succeeded changes nothing, so a cleared and rerun task never rolls back twice.
+    """
+    if not reason.strip():
+        raise RegistryError("a rollback needs a reason")
+    registry = Registry(cfg)
+    client, name = registry.client, cfg.model_name
+    current = registry._champion()
+    if current is None:
+        raise RegistryError(f"{name} has no @champion to roll back")
+    tags = current.tags
+    if tags.get(f"{ROLLBACK_TAG}.request") == request:
+        log.info("rollback %s already applied: %s@champion is v%s", request, name, current.version)
+        return Rollback(
+            name,
+            tags[f"{ROLLBACK_TAG}.from"],
+            str(current.version),
+            tags[f"{ROLLBACK_TAG}.by"],
+            tags[f"{ROLLBACK_TAG}.reason"],
+            tags[f"{ROLLBACK_TAG}.at"],
+            request,
+        )
+    from_version = str(current.version)
+    target = to_version or tags.get(PREVIOUS_CHAMPION_TAG)
+    if target is None:
+        raise RegistryError(
+            f"{name} v{from_version} has no recorded previous champion; name the version to "
+            "roll back to"
+        )
+    target = str(target)
+    if target == from_version:
+        raise RegistryError(f"{name} v{target} is already @champion")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        replacement = client.get_model_version(name, target)
+    except MlflowException as exc:
+        raise RegistryError(f"{name} has no version {target}") from exc
+
+    rollback = Rollback(
+        name,
+        from_version,
+        target,
+        user,
+        reason,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        request,
+    )
+    note = f"{rollback.at} {user}: @champion v{from_version} -> v{target}: {reason}"
+    for version, description in (
+        (target, replacement.description),
+        (from_version, current.description),
+    ):
+        client.update_model_version(
+            name, version, description="\n".join(filter(None, [description, note]))
+        )
+    client.set_model_version_tag(name, from_version, "mtrec.rolled_back", note)
+    record = {"from": from_version, "by": user, "reason": reason, "at": rollback.at}
+    for key, value in (record | {"request": request}).items():
+        client.set_model_version_tag(name, target, f"{ROLLBACK_TAG}.{key}", value)
+    # The alias moves last: a crash before this line leaves @champion where it was.
+    client.set_registered_model_alias(name, CHAMPION, target)
+    log.info("%s@champion: v%s -> v%s (%s: %s)", name, from_version, target, user, reason)
+    return rollback
