@@ -1,0 +1,97 @@
+"""Feedback files: the same data gate as the pipeline, appended once, filed away, on real data."""
+
+import json
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from mtrec.config import load_params
+from mtrec.errors import ConfigError
+from mtrec.feedback import ingest_feedback
+
+HEADER = "userId,movieId,rating,timestamp\n"
+
+
+def _drop(project, name: str, rows: list[tuple]) -> None:
+    incoming = project / "data" / "feedback" / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    (incoming / name).write_text(HEADER + "".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+def _store(project) -> pd.DataFrame:
+    return pd.read_csv(project / "data" / "ml-latest-small" / "ratings.csv")
+
+
+def test_good_files_are_appended_once_and_bad_ones_rejected_with_the_rule(project) -> None:
+    now = int(time.time()) - 60
+    before = _store(project)
+    store = project / "data" / "ml-latest-small" / "ratings.csv"
+    os.link(store, project / "workspace_link.csv")  # as a run workspace links the raw data
+    good = [(1, 2, 4.5, now), (1, 5, 3.0, now), (9999, 1, 5.0, now)]  # new pairs, a new user
+    _drop(project, "a-good.csv", good)
+    _drop(project, "b-bad-rating.csv", [(6, 1, 11.0, now)])
+    _drop(project, "b-re-rating.csv", [(414, 1, 1.0, now)])  # one rating per (user, item)
+    _drop(project, "c-bad-header.csv", [])
+    (project / "data" / "feedback" / "incoming" / "c-bad-header.csv").write_text("u,i\n1,2\n")
+    params = load_params(project / "params.yaml")
+
+    batch = ingest_feedback(params, project)
+
+    assert batch.accepted == ["a-good.csv"] and batch.rows == 3
+    assert set(batch.rejected) == {"b-bad-rating.csv", "b-re-rating.csv", "c-bad-header.csv"}
+    assert (
+        "column 'rating': expect_column_values_to_be_between" in batch.rejected["b-bad-rating.csv"]
+    )
+    # Judged on the store as it would be: 100,836 bundled + 3 just accepted + this 1.
+    assert "1 of 100840 rows" in batch.rejected["b-bad-rating.csv"]
+    assert "expect_compound_columns_to_be_unique" in batch.rejected["b-re-rating.csv"]
+    assert "header 'u,i'" in batch.rejected["c-bad-header.csv"]
+    after = _store(project)
+    assert len(after) == len(before) + 3
+    assert after.tail(3)["userId"].tolist() == [1, 1, 9999]
+    # Atomic replace: what a workspace hard-linked before is the data it started with.
+    assert len(pd.read_csv(project / "workspace_link.csv")) == len(before)
+
+    root = project / "data" / "feedback"
+    assert not list((root / "incoming").iterdir())
+    assert (root / "accepted" / "a-good.csv").exists()
+    reason = (root / "rejected" / "b-bad-rating.csv.reason.txt").read_text()
+    assert "ratings.csv, column 'rating'" in reason
+    ledger = [json.loads(x) for x in (root / "accepted" / "ledger.jsonl").read_text().splitlines()]
+    assert [(e["file"], e["rows"]) for e in ledger] == [("a-good.csv", 3)]
+
+    # Nothing new: nothing happens. The same file dropped again is filed, not appended.
+    assert ingest_feedback(params, project).accepted == []
+    _drop(project, "a-good.csv", good)
+    again = ingest_feedback(params, project)
+    assert again.accepted == [] and again.duplicates == ["a-good.csv"]
+    assert len(_store(project)) == len(before) + 3
+
+
+def test_a_pass_that_stopped_after_appending_does_not_append_twice(project) -> None:
+    now = int(time.time()) - 60
+    _drop(project, "late.csv", [(1, 2, 4.0, now), (6, 1, 2.0, now)])
+    store = project / "data" / "ml-latest-small" / "ratings.csv"
+    # The state a killed task leaves: rows appended, ledger not yet written, file not moved.
+    store.write_text(store.read_text() + f"1,2,4.0,{now}\n6,1,2.0,{now}\n")
+    rows = len(_store(project))
+
+    batch = ingest_feedback(load_params(project / "params.yaml"), project)
+
+    assert batch.accepted == ["late.csv"]
+    assert len(_store(project)) == rows
+
+
+def test_future_timestamps_fail_the_gate(project) -> None:
+    _drop(project, "future.csv", [(1, 2, 4.0, int(time.time()) + 86_400 * 30)])
+    batch = ingest_feedback(load_params(project / "params.yaml"), project)
+    assert list(batch.rejected) == ["future.csv"]
+    assert "column 'timestamp'" in batch.rejected["future.csv"]
+
+
+def test_downloaded_datasets_take_no_feedback(project) -> None:
+    params = load_params(project / "params.yaml", {"data": {"dataset": "ml-1m"}})
+    with pytest.raises(ConfigError, match=r"local data\.raw_dir"):
+        ingest_feedback(params, project)
