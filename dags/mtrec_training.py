@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import get_args
 
-import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from mtrec.config import PARAMS_FILE, Strategy, load_params
@@ -32,7 +31,11 @@ SETTINGS = load_params(PROJECT_DIR / PARAMS_FILE)  # a file read at parse time, 
 NEW_INTERACTIONS = Asset(SETTINGS.feedback.asset)
 SCHEDULE = (
     AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(SETTINGS.schedule.training, timezone="UTC"),
+        # run_immediately=0 (and no start_date): deployed or unpaused between two ticks, the
+        # DAG waits for the next one instead of catching up the one just missed.
+        timetable=CronTriggerTimetable(
+            SETTINGS.schedule.training, timezone="UTC", run_immediately=timedelta(0)
+        ),
         assets=[NEW_INTERACTIONS],
     )
     if SETTINGS.schedule.training
@@ -45,7 +48,7 @@ ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
 @dag(
     dag_id="mtrec_training",
     schedule=SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date: with one, catchup=False still runs the latest missed tick on unpause.
     catchup=False,
     max_active_runs=2,
     tags=["mtrec", "training"],
