@@ -11,5 +11,6 @@ RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERS
  && pip install --no-cache-dir -c /opt/mtrec/constraints.txt "/opt/mtrec[stack]"
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root dvc.yaml params.yaml /opt/mtrec/
+COPY --chown=airflow:root gx /opt/mtrec/gx
 COPY --chown=airflow:root data/ml-latest-small /opt/mtrec/data/ml-latest-small
 ENV MTREC_PROJECT_DIR=/opt/mtrec

@@ -91,3 +91,17 @@ def test_no_secret_is_committed() -> None:
     for key in ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "S3_SECRET_KEY", "AIRFLOW_FERNET_KEY"):
         assert f"${{{key}" in text  # always interpolated from .env, never a literal
     assert ".env" in (PROJECT_ROOT / ".gitignore").read_text()
+
+
+def test_pool_created_and_data_shared_by_every_worker(env_file) -> None:
+    result = _compose(env_file, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert "airflow pools import /opt/airflow/dags/pools.json" in " ".join(
+        services["airflow-init"]["command"]
+    )
+    for name in ("airflow-worker", "airflow-worker-gpu", "airflow-scheduler"):
+        targets = {v["target"] for v in services[name]["volumes"]}
+        assert {"/opt/mtrec/data", "/opt/mtrec/runs", "/opt/mtrec/.dvc/cache"} <= targets, name
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "COPY --chown=airflow:root gx /opt/mtrec/gx" in dockerfile  # suites for the gate
