@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run test install lint clean
+.PHONY: run test install lint clean airflow mlflow
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,14 @@ run: install
 
 test: install
 	python -m pytest
+
+# Local UIs. `make airflow`: Airflow standalone on the project's DAGs (UI :8080, login printed;
+# Ctrl-C stops it all). `make mlflow`: the MLflow UI on the local registry (:5000).
+airflow: install
+	scripts/airflow-standalone.sh
+
+mlflow: install
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 lint: install
 	ruff check .

@@ -1,0 +1,133 @@
+"""`make airflow` as a newcomer uses it: the UI in a real browser, a run triggered from the
+form, and Ctrl-C stopping every process.
+
+The browser is Debian's headless Chromium driven by Playwright (`executable_path`; Playwright
+never downloads one). `.ci/run` installs it; on a machine without it the test is skipped.
+Set MTREC_SCREENSHOTS to a folder to keep the screenshots (the README's comes from here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+import yaml
+
+from ..conftest import PROJECT_ROOT, make_project
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium-headless-shell", "chromium")) if p), None)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no Debian chromium (apt-get install chromium-headless-shell; .ci/run does)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _screenshot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=tmp_path / name)
+    if folder := os.environ.get("MTREC_SCREENSHOTS"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, Path(folder) / name)
+
+
+def test_trigger_from_the_form_then_ctrl_c_stops_everything(tmp_path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    project = make_project(tmp_path)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["transfer"]["strategies"] = ["scratch", "finetune"]
+    params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
+    params["gates"]["require_transfer_gain"] = False
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    port = _free_port()
+    env = os.environ | {
+        "MTREC_PROJECT_DIR": str(project),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW_PORT": str(port),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    # As a newcomer types it; `-o` only because this test already runs inside the venv.
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "airflow"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a terminal's foreground group, to send Ctrl-C to
+    )
+    tree: list[psutil.Process] = []
+    try:
+        banner = []
+        for line in make.stdout:
+            banner.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        text = "".join(banner)
+        assert f"http://localhost:{port}" in text and "login: admin / " in text, text
+        password = text.split("login: admin / ")[1].split(")")[0]
+        url = f"http://localhost:{port}"
+        root = psutil.Process(make.pid)
+        tree = [root, *root.children(recursive=True)]
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{url}/")
+
+            page.goto(f"{url}/dags/mtrec_training")
+            page.get_by_test_id("trigger-dag-button").click()
+            epochs = page.get_by_role("spinbutton", name="Max epochs")
+            assert epochs.input_value() == "2"  # the form's default is params.yaml's
+            epochs.fill("1")
+            _screenshot(page, tmp_path, "airflow-trigger-form.png")
+            page.get_by_test_id("trigger-dag-submit").click()
+            page.wait_for_url(f"{url}/dags/mtrec_training/runs/**")
+            run_id = page.url.rsplit("/runs/", 1)[1]
+
+            # The run's own state badge, in the page header; the page refreshes itself.
+            state = page.get_by_test_id("header-card").get_by_test_id("state-badge")
+            expect(state).to_have_text("Success", timeout=600_000)
+            _screenshot(page, tmp_path, "airflow-run-success.png")
+            browser.close()
+
+        token = requests.post(
+            f"{url}/auth/token", json={"username": "admin", "password": password}, timeout=30
+        ).json()["access_token"]
+        run = requests.get(
+            f"{url}/api/v2/dags/mtrec_training/dagRuns/{run_id}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        ).json()
+        assert run["state"] == "success"
+        assert run["conf"]["epochs"] == 1  # what the form said, not the default
+
+        tree += [p for p in root.children(recursive=True) if p not in tree]
+        assert len(tree) > 5  # make, the script, standalone and its services
+        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        make.wait(timeout=90)
+        _, alive = psutil.wait_procs(tree, timeout=30)
+        assert not alive, f"still running after Ctrl-C: {[p.cmdline() for p in alive]}"
+    finally:
+        if make.poll() is None:  # failed before its own Ctrl-C
+            os.killpg(make.pid, signal.SIGINT)
+            make.wait(timeout=90)
+        for proc in tree:
+            if proc.is_running():
+                proc.kill()
