@@ -19,7 +19,7 @@ from typing import get_args
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from mtrec.config import PARAMS_FILE, Strategy, load_params
+from mtrec.config import PARAMS_FILE, ModelConfig, Strategy, load_params
 from mtrec.stages import ITEM_STAGES, STAGES
 
 PROJECT_DIR = Path(os.environ.get("MTREC_PROJECT_DIR", Path(__file__).resolve().parents[1]))
@@ -42,7 +42,7 @@ SCHEDULE = (
     else [NEW_INTERACTIONS]
 )
 STRATEGIES = list(get_args(Strategy))
-ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
+ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotation))
 
 
 @dag(
@@ -62,8 +62,9 @@ ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
         "execution_timeout": timedelta(hours=2),
     },
     params={
+        # Form defaults are params.yaml's, so an untouched form runs what `dvc repro` runs.
         "target_genres": Param(
-            ["Animation", "Children"],
+            SETTINGS.target.genres,
             type="array",
             minItems=1,
             items={"type": "string"},
@@ -71,7 +72,7 @@ ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
             description="Movies with any of these genres form the target domain.",
         ),
         "strategies": Param(
-            ["scratch", "finetune"],
+            SETTINGS.transfer.strategies,
             type="array",
             minItems=1,
             items={"type": "string", "enum": STRATEGIES},
@@ -79,14 +80,14 @@ ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
             description="Trained and compared on one split.",
         ),
         "architecture": Param(
-            "shared_bottom",
+            SETTINGS.model.architecture,
             type="string",
             enum=ARCHITECTURES,
             title="Multi-task architecture",
             description="How the tasks share layers above the user/item encoder.",
         ),
         "epochs": Param(
-            40,
+            SETTINGS.transfer.train.epochs,
             type="integer",
             minimum=1,
             maximum=500,
@@ -94,7 +95,7 @@ ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
             description="Upper bound for pretraining and transfer; both stop early.",
         ),
         "seeds": Param(
-            [0, 1, 2],
+            SETTINGS.eval.seeds,
             type="array",
             minItems=1,
             items={"type": "integer"},
@@ -102,7 +103,7 @@ ARCHITECTURES = ["independent", "shared_bottom", "mmoe", "ple", "esmm"]
             description="Every figure is mean ± std over these.",
         ),
         "promote": Param(
-            True,
+            SETTINGS.registry.promote,
             type="boolean",
             title="Promote",
             description="Move @champion when every gate passes.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -184,7 +184,7 @@ Strategy = Literal["scratch", "zero_shot", "frozen", "finetune", "l2sp", "sample
 
 
 class TransferConfig(_Section):
-    strategies: list[Strategy] = ["scratch", "finetune"]
+    strategies: list[Strategy] = list(get_args(Strategy))
     l2sp_strength: float = Field(0.01, ge=0.0, description="λ of l2sp: λ‖θ - θ_source‖²")
     source_ratio: float = Field(
         1.0, gt=0.0, description="sample_weighted / joint: source rows drawn per target row"

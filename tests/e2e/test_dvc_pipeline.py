@@ -20,6 +20,7 @@ ALL_STAGES = {
     "curve@0.2",
     "report",
     "register",
+    "recommend",
 }
 
 
@@ -64,6 +65,27 @@ def _check_served_model(root) -> None:
         assert not seen & set(recs.loc[recs["user"] == user, "item"])
 
 
+def _check_recommendations(root, version: str) -> None:
+    """Batch recommendations: top-K target items for every processed user, none already seen,
+    from the version behind @champion."""
+    processed = root / "data" / "processed"
+    users = pd.read_parquet(processed / "users.parquet")
+    items = pd.read_parquet(processed / "items.parquet")
+    seen = (
+        pd.read_parquet(processed / "interactions.parquet")
+        .query("click == 1")
+        .merge(users, on="user_idx")
+        .merge(items[["item_idx", "item"]], on="item_idx")[["user", "item"]]
+    )
+    recs = pd.read_parquet(root / "data" / "recommendations.parquet")
+    assert set(recs["user"]) == set(users["user"])
+    assert (recs.groupby("user").size() == 10).all()
+    assert set(recs["item"]) <= set(items.loc[items["domain"] == "target", "item"])
+    assert recs.merge(seen, on=["user", "item"]).empty
+    report = json.loads((root / "reports" / "recommend.json").read_text())
+    assert (report["version"], report["users"]) == (version, len(users))
+
+
 def test_repro_runs_everything_then_caches_then_reruns_only_dependents(project) -> None:
     # Two epochs decide nothing about transfer; this test is about caching and promotion.
     _set_params(project, gates={"require_transfer_gain": False})
@@ -90,12 +112,18 @@ def test_repro_runs_everything_then_caches_then_reruns_only_dependents(project) 
     assert "ndcg_at_10" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(version.run_id, "lineage")}
     assert artifacts == {"lineage/dvc.lock", "lineage/params.yaml"}
+    reports = {a.path for a in client.list_artifacts(version.run_id, "reports")}
+    assert {"reports/transfer.md", "reports/transfer_curve.png", "reports/results.md"} <= reports
+    plots = run_dvc(project, "plots", "show", "--json")
+    assert plots.returncode == 0 and "transfer_curve.csv" in plots.stdout, plots.stderr
 
     _check_served_model(project)
+    _check_recommendations(project, "1")
 
     again = run_dvc(project, "repro")
     assert again.returncode == 0, again.stderr
-    assert _ran(again.stdout) == set()
+    # Only recommend, which reads @champion (the registry, not a file DVC can hash).
+    assert _ran(again.stdout) == {"recommend"}
 
     # A training knob plus an impossible quality floor: only the dependent stages rerun, and
     # the new version becomes @challenger without taking @champion.
@@ -110,6 +138,7 @@ def test_repro_runs_everything_then_caches_then_reruns_only_dependents(project) 
     quality = client.get_model_version("mtrec", "2").tags["gate.quality"]
     assert quality.startswith("failed: ndcg@10")
     assert str(client.get_model_version_by_alias("mtrec", "champion").version) == "1"
+    _check_recommendations(project, "1")  # still the champion's, not the new challenger's
 
 
 def test_bad_data_stops_the_run_before_training(project) -> None:

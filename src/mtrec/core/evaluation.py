@@ -3,7 +3,6 @@ per user group, e.g. cold users) and the sampled-candidates protocol."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -43,10 +42,8 @@ def _summary(
     names = {name: f"{name}@{k}" if name != "mrr" else name for name in per_user}
     out = {names[name]: v.mean().item() for name, v in per_user.items()}
     for group, mask in groups.items():
-        out |= {
-            f"{group}_{names[name]}": v[mask].mean().item() if mask.any() else math.nan
-            for name, v in per_user.items()
-        }
+        if mask.any():  # an empty group has no metrics (not NaNs that poison the aggregates)
+            out |= {f"{group}_{names[name]}": v[mask].mean().item() for name, v in per_user.items()}
     return out
 
 

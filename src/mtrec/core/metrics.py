@@ -46,6 +46,8 @@ def _pairs_in_block(
     pair_users: torch.Tensor, pair_cols: torch.Tensor, block_users: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # Map global user ids to rows of this block; pairs of other users are dropped.
+    if len(pair_users) == 0:  # e.g. nothing seen: only cold users
+        return pair_users, pair_cols
     position = torch.full(
         (int(max(pair_users.max(), block_users.max())) + 1,), -1, dtype=torch.long
     )
