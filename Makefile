@@ -38,7 +38,7 @@ airflow: install
 	scripts/airflow-standalone.sh
 
 mlflow: install
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 lint: install
 	ruff check .
