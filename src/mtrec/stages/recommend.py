@@ -8,6 +8,7 @@ items exactly as ``mlflow models serve`` would answer. Users are those of the pr
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -16,13 +17,16 @@ from mtrec.io import write_atomic, write_json
 from mtrec.registry import Registry
 from mtrec.stages.modeling import load_processed
 
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+
 log = logging.getLogger(__name__)
 
 REPORT = "recommend.json"
 _USERS_PER_CALL = 1024  # bounds the score matrix held at once
 
 
-def recommend(model, users: list[int], k: int) -> pd.DataFrame:
+def recommend(model: PyFuncModel, users: list[int], k: int) -> pd.DataFrame:
     """Top-``k`` rows per user from a loaded pyfunc, in blocks of users."""
     blocks = [
         model.predict(pd.DataFrame({"user": users[i : i + _USERS_PER_CALL]}), params={"k": k})
