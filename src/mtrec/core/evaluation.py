@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mtrec.core.metrics import auc, mae, ranking_metrics, rmse, sampled_ranking_metrics
-from mtrec.core.multitask import MultiTaskModel
+from mtrec.core.multitask import PAIRS_PER_CHUNK, MultiTaskModel
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,13 @@ def evaluate_model(
     """click AUC (all rows), like AUC (clicked rows), rating RMSE/MAE (observed rows), and
     NDCG/HR/Recall@K + MRR over every candidate with seen ones masked."""
     model.eval()
-    out = model(rows["user"], rows["item"])
+    chunks = [
+        model(users, items)
+        for users, items in zip(
+            rows["user"].split(PAIRS_PER_CHUNK), rows["item"].split(PAIRS_PER_CHUNK), strict=True
+        )
+    ]
+    out = {task: torch.cat([c[task] for c in chunks]) for task in ("click", "like", "rating")}
     clicked = rows["click"] > 0
     metrics = {
         "click_auc": auc(out["click"], rows["click"]),
@@ -96,9 +102,14 @@ def evaluate_sampled(
 ) -> dict[str, float]:
     """HR@K, NDCG@K and MRR of each positive among its sampled negatives, prefixed
     ``sampled_``. ``score(users [m], items [m]) -> [m]`` scores row-wise pairs."""
-    users = task.users.unsqueeze(1).expand_as(task.items).reshape(-1)
-    scores = score(users, task.items.reshape(-1)).view_as(task.items)
-    per_row = sampled_ranking_metrics(scores.double(), k)
+    # Bounded chunks: the item text alone is [pairs, tokens, d] inside the model.
+    step = max(1, PAIRS_PER_CHUNK // task.items.shape[1])
+    parts = []
+    for start in range(0, len(task.users), step):
+        items = task.items[start : start + step]
+        users = task.users[start : start + step].unsqueeze(1).expand_as(items).reshape(-1)
+        parts.append(score(users, items.reshape(-1)).view_as(items).double())
+    per_row = sampled_ranking_metrics(torch.cat(parts), k)
     return {
         f"sampled_{name}@{k}" if name != "mrr" else "sampled_mrr": v.mean().item()
         for name, v in per_row.items()

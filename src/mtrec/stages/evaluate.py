@@ -139,9 +139,14 @@ def results_table(report: dict) -> str:
     columns = [f"ndcg@{k}", f"hr@{k}", f"recall@{k}", "mrr", "click_auc", "like_auc", "rating_rmse"]
     cold = [f"{COLD}_ndcg@{k}", f"{COLD}_hr@{k}", f"{COLD}_recall@{k}"]
     sampled = [f"sampled_ndcg@{k}", f"sampled_hr@{k}", "sampled_mrr"]
+    domain = (
+        f"Target domain {report['target_genres']}"
+        if report["protocol"] == "cross-domain"
+        else "Single domain"
+    )
     lines = [
-        f"Target domain {report['target_genres']}, protocol {report['protocol']}, test users: "
-        f"{report['test_users']} ({report['cold_users']} cold), seeds: {report['seeds']}",
+        f"{domain}, protocol {report['protocol']}, test users: {report['test_users']} "
+        f"({report['cold_users']} cold), seeds: {report['seeds']}",
         "",
     ]
     tables = [("all test users", columns)]
