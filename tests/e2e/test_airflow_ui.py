@@ -8,6 +8,7 @@ Set MTREC_SCREENSHOTS to a folder to keep the screenshots (the README's comes fr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,6 +34,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _terminal_signals() -> None:
+    """Ctrl-C and hang-up as a terminal delivers them: a test runner started in the background
+    may ignore SIGINT, and a shell can never trap a signal ignored when it started."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _screenshot(page, tmp_path: Path, name: str) -> None:
@@ -67,6 +75,7 @@ def test_trigger_from_the_form_then_ctrl_c_stops_everything(tmp_path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # a terminal's foreground group, to send Ctrl-C to
+        preexec_fn=_terminal_signals,
     )
     tree: list[psutil.Process] = []
     try:
@@ -126,8 +135,11 @@ def test_trigger_from_the_form_then_ctrl_c_stops_everything(tmp_path) -> None:
         assert not alive, f"still running after Ctrl-C: {[p.cmdline() for p in alive]}"
     finally:
         if make.poll() is None:  # failed before its own Ctrl-C
+            with contextlib.suppress(psutil.Error):
+                tree += [p for p in psutil.Process(make.pid).children(recursive=True)]
             os.killpg(make.pid, signal.SIGINT)
-            make.wait(timeout=90)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                make.wait(timeout=60)
         for proc in tree:
-            if proc.is_running():
+            with contextlib.suppress(psutil.Error):
                 proc.kill()
