@@ -29,8 +29,10 @@ run: install
 	@echo
 	@python -c "import json; r=json.load(open('reports/registration.json')); print('registered', r['model_name'], 'v' + r['version'], '->', ', '.join('@' + a for a in r['aliases']))"
 
+# One torch thread per process: the end-to-end tests run several processes at once (Airflow
+# workers, dvc, stages), and two-thread processes on two cores slow each other down severalfold.
 test: install
-	python -m pytest
+	OMP_NUM_THREADS=1 python -m pytest
 
 # Local UIs. `make airflow`: Airflow standalone on the project's DAGs (UI :8080, login printed;
 # Ctrl-C stops it all). `make mlflow`: the MLflow UI on the local registry (:5000).

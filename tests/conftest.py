@@ -86,3 +86,11 @@ def run_dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         env=tool_env(root.parent),
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI; without this, one test's
+    registry would become the next test's default (set, then deleted: restored to unset)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
