@@ -94,3 +94,15 @@ def _no_leaked_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     registry would become the next test's default (set, then deleted: restored to unset)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
+
+
+def migrate_airflow(env: dict[str, str]) -> None:
+    """``airflow db migrate`` for the metadata DB that ``env`` names (a test's own SQLite)."""
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]

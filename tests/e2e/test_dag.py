@@ -12,7 +12,7 @@ import textwrap
 import mlflow
 import pytest
 
-from ..conftest import PROJECT_ROOT, TINY, tool_env
+from ..conftest import PROJECT_ROOT, TINY, migrate_airflow, tool_env
 
 INSPECT = """
 import great_expectations  # noqa: F401  (before airflow)
@@ -104,14 +104,7 @@ def test_dag_parses_and_wires_every_stage(airflow_env) -> None:
 
 
 def test_dag_runs_end_to_end_and_registers_a_challenger(airflow_env, project) -> None:
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=airflow_env,
-        text=True,
-        capture_output=True,
-        timeout=600,
-    )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    migrate_airflow(airflow_env)
     conf = {
         "epochs": TINY["pretrain"]["epochs"],
         "seeds": TINY["eval"]["seeds"],

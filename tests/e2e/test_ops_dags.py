@@ -17,7 +17,7 @@ import yaml
 from mtrec.config import RegistryConfig
 from mtrec.registry import Check, Decision, Registry
 
-from ..conftest import PROJECT_ROOT, tool_env
+from ..conftest import PROJECT_ROOT, migrate_airflow, tool_env
 
 DAGS = str(PROJECT_ROOT / "dags")
 
@@ -86,14 +86,7 @@ def airflow_home(tmp_path_factory):
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
     }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=600,
-    )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    migrate_airflow(env)
     return home
 
 
