@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run test install lint clean airflow mlflow
+.PHONY: run test install lint clean airflow mlflow bench
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,21 @@ airflow: install
 
 mlflow: install
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+# Benchmarks (benchmarks/README.md): mtrec vs torch-rechub (its own venv, never a project
+# dependency), the plain-PyTorch floor, ranking, stages, scaling. BENCH_ARGS: e.g. --threads 1.
+BENCH_VENV := benchmarks/.venv
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: benchmarks/requirements-peer.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	# torch pinned first, then the peer without its own resolve (it would pull a newer torch).
+	$(BENCH_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -r benchmarks/requirements-peer.txt
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed
+	python benchmarks/run.py --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 lint: install
 	ruff check .

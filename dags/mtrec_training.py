@@ -19,14 +19,23 @@ from typing import get_args
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from mtrec.config import PARAMS_FILE, ModelConfig, Strategy, load_params
+from mtrec.config import (
+    PARAMS_FILE,
+    ModelConfig,
+    Strategy,
+    form_defaults,
+    load_params,
+    preset_names,
+)
 from mtrec.stages import ITEM_STAGES, STAGES
 
 PROJECT_DIR = Path(os.environ.get("MTREC_PROJECT_DIR", Path(__file__).resolve().parents[1]))
-# Stages that train models go to the `gpu` queue (a GPU Celery worker when there is one).
-GPU_STAGES = frozenset({"pretrain", "transfer", "curve"})
+# Stages that run neural networks (training, the sentence encoder) go to the `gpu` queue (a
+# GPU Celery worker when there is one).
+GPU_STAGES = frozenset({"embed_items", "pretrain", "transfer", "baselines", "curve"})
 GPU_POOL = "mtrec_gpu"
 SETTINGS = load_params(PROJECT_DIR / PARAMS_FILE)  # a file read at parse time, no DB access
+DEFAULTS = form_defaults(SETTINGS)
 # Retrain on the params' schedule and whenever mtrec_feedback accepts new interactions.
 NEW_INTERACTIONS = Asset(SETTINGS.feedback.asset)
 SCHEDULE = (
@@ -63,8 +72,16 @@ ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotatio
     },
     params={
         # Form defaults are params.yaml's, so an untouched form runs what `dvc repro` runs.
+        "preset": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *preset_names(PROJECT_DIR)],
+            title="Dataset preset",
+            description="configs/<preset>.yaml applied on top of params.yaml (empty: none); "
+            "the fields below apply on top of it.",
+        ),
         "target_genres": Param(
-            SETTINGS.target.genres,
+            DEFAULTS["target_genres"],
             type="array",
             minItems=1,
             items={"type": "string"},
@@ -72,7 +89,7 @@ ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotatio
             description="Movies with any of these genres form the target domain.",
         ),
         "strategies": Param(
-            SETTINGS.transfer.strategies,
+            DEFAULTS["strategies"],
             type="array",
             minItems=1,
             items={"type": "string", "enum": STRATEGIES},
@@ -80,14 +97,14 @@ ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotatio
             description="Trained and compared on one split.",
         ),
         "architecture": Param(
-            SETTINGS.model.architecture,
+            DEFAULTS["architecture"],
             type="string",
             enum=ARCHITECTURES,
             title="Multi-task architecture",
             description="How the tasks share layers above the user/item encoder.",
         ),
         "epochs": Param(
-            SETTINGS.transfer.train.epochs,
+            DEFAULTS["epochs"],
             type="integer",
             minimum=1,
             maximum=500,
@@ -95,7 +112,7 @@ ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotatio
             description="Upper bound for pretraining and transfer; both stop early.",
         ),
         "seeds": Param(
-            SETTINGS.eval.seeds,
+            DEFAULTS["seeds"],
             type="array",
             minItems=1,
             items={"type": "integer"},
@@ -103,7 +120,7 @@ ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotatio
             description="Every figure is mean ± std over these.",
         ),
         "promote": Param(
-            SETTINGS.registry.promote,
+            DEFAULTS["promote"],
             type="boolean",
             title="Promote",
             description="Move @champion when every gate passes.",
@@ -117,7 +134,9 @@ def mtrec_training() -> None:
         from mtrec.workspace import create_workspace, form_overrides
 
         return str(
-            create_workspace(PROJECT_DIR, context["run_id"], form_overrides(context["params"]))
+            create_workspace(
+                PROJECT_DIR, context["run_id"], form_overrides(context["params"], PROJECT_DIR)
+            )
         )
 
     @task

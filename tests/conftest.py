@@ -55,6 +55,7 @@ def make_project(parent: Path) -> Path:
     )
     shutil.copytree(BUNDLED, root / "data" / "ml-latest-small")
     shutil.copytree(PROJECT_ROOT / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
+    shutil.copytree(PROJECT_ROOT / "configs", root / "configs")
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, TINY), sort_keys=False))
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)

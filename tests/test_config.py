@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from mtrec.config import deep_merge, load_params, parse_params
+from mtrec.__main__ import main
+from mtrec.config import deep_merge, load_params, parse_params, preset_names, read_preset
 from mtrec.errors import ConfigError
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -46,3 +47,21 @@ def test_round_trip_keeps_alias_names() -> None:
     params = load_params(PARAMS)
     assert "validate" in params.to_dict()
     assert parse_params(params.to_dict()) == params
+
+
+@pytest.mark.parametrize("name", preset_names(PARAMS.parent))
+def test_every_shipped_preset_validates(name) -> None:
+    assert load_params(PARAMS, read_preset(PARAMS.parent, name)).data.dataset != "ml-latest-small"
+
+
+def test_preset_command_rewrites_the_params_file(tmp_path) -> None:
+    (tmp_path / "params.yaml").write_text(PARAMS.read_text())
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "amz.yaml").write_text(
+        "data: {dataset: amazon-disencdr, domains: [sport, phone]}\ntarget: {domain: phone}\n"
+    )
+    assert main(["preset", "amz", "--params", str(tmp_path / "params.yaml")]) == 0
+    params = load_params(tmp_path / "params.yaml")
+    assert (params.data.dataset, params.target.domain) == ("amazon-disencdr", "phone")
+    assert params.transfer.strategies == load_params(PARAMS).transfer.strategies  # kept
+    assert main(["preset", "nope", "--params", str(tmp_path / "params.yaml")]) == 1

@@ -4,6 +4,7 @@ import sys
 import pytest
 import yaml
 
+from mtrec.config import form_defaults, load_params
 from mtrec.errors import ConfigError
 from mtrec.workspace import create_workspace, form_overrides
 
@@ -28,6 +29,18 @@ def test_form_maps_onto_params_sections() -> None:
         "registry": {"promote": False},
         "model": {"architecture": "mmoe"},
     }
+
+
+def test_a_preset_applies_under_the_fields_the_operator_changed(tmp_path) -> None:
+    project = make_project(tmp_path)
+    untouched = form_defaults(load_params(project / "params.yaml"))
+    form = untouched | {"preset": "amazon-sport-phone", "seeds": [7]}
+    params = load_params(project / "params.yaml", form_overrides(form, project))
+    assert params.target.domain == "phone" and params.protocol.name == "dataset"
+    assert params.eval.seeds == [7]  # changed in the form: wins over the preset
+    # untouched fields (MovieLens genres from params.yaml) do not override the preset
+    assert params.target.genres == load_params(project / "params.yaml").target.genres
+    assert params.pretrain.task_weights["category"] == 0.0
 
 
 def test_workspace_holds_the_runs_params_and_shares_the_cache(tmp_path) -> None:

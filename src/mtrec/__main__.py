@@ -1,4 +1,5 @@
-"""Command line: ``python -m mtrec <stage> [item] [--params params.yaml]``."""
+"""Command line: ``python -m mtrec <stage> [item] [--params params.yaml]``; ``python -m mtrec
+preset <name>`` applies a dataset preset (``configs/<name>.yaml``) to the params file."""
 
 from __future__ import annotations
 
@@ -7,21 +8,34 @@ import logging
 import sys
 import time
 
-from mtrec.config import PARAMS_FILE, load_params
+from mtrec.config import PARAMS_FILE, apply_preset, load_params
 from mtrec.core import distributed
 from mtrec.errors import MtrecError
 from mtrec.stages import COMMANDS, ITEM_STAGES, SERVING_STAGES, STAGES, stage_runner
 
 log = logging.getLogger("mtrec")
+PRESET = "preset"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one stage; expected failures print one clear line and exit 1."""
     parser = argparse.ArgumentParser(prog="mtrec", description=__doc__)
-    parser.add_argument("stage", choices=STAGES + SERVING_STAGES + COMMANDS)
-    parser.add_argument("item", nargs="?", help="transfer: a strategy; curve: a train fraction")
+    parser.add_argument("stage", choices=(*STAGES, *SERVING_STAGES, *COMMANDS, PRESET))
+    parser.add_argument(
+        "item", nargs="?", help="transfer: a strategy; curve: a train fraction; preset: its name"
+    )
     parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.stage == PRESET:
+        if args.item is None:
+            parser.error("preset needs a name: one of configs/*.yaml without .yaml")
+        try:
+            apply_preset(args.item, args.params)
+        except MtrecError as exc:
+            print(f"mtrec preset: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.params}: preset {args.item} applied")
+        return 0
     if args.item is not None and args.stage not in ITEM_STAGES:
         parser.error(f"stage {args.stage} takes no item (only {', '.join(ITEM_STAGES)} do)")
     items = () if args.item is None else (args.item,)

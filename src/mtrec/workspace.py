@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mtrec.config import PARAMS_FILE, Params, load_params, write_params
+from mtrec.config import (
+    PARAMS_FILE,
+    Params,
+    deep_merge,
+    form_defaults,
+    load_params,
+    read_preset,
+    write_params,
+)
 from mtrec.errors import StageFailed
 from mtrec.io import read_json, write_json
 from mtrec.registry import git_revision
@@ -32,9 +40,18 @@ RUN_INFO = "run.json"
 _TAIL_LINES = 40
 
 
-def form_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
-    """Map the Airflow trigger form's fields onto nested params overrides."""
+def form_overrides(form: Mapping[str, Any], project: Path | None = None) -> dict[str, Any]:
+    """Map the Airflow trigger form's fields onto nested params overrides: the chosen dataset
+    preset (``configs/<preset>.yaml`` of ``project``) first, the other fields on top."""
     overrides: dict[str, Any] = {}
+    if form.get("preset"):
+        if project is None:
+            raise ValueError("a preset needs the project directory it lives in")
+        # The form's fields default to params.yaml's values: only the ones the operator changed
+        # go on top of the preset (an untouched genre list must not override the preset's).
+        defaults = form_overrides(form_defaults(load_params(project / PARAMS_FILE)))
+        changed = form_overrides(dict(form, preset=None))
+        return deep_merge(read_preset(project, form["preset"]), _changed(changed, defaults))
     if "target_genres" in form:
         overrides["target"] = {"genres": list(form["target_genres"])}
     if "strategies" in form:
@@ -49,6 +66,19 @@ def form_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
     if "promote" in form:
         overrides["registry"] = {"promote": bool(form["promote"])}
     return overrides
+
+
+def _changed(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The nested entries of ``values`` that differ from ``defaults``."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(defaults.get(key), Mapping):
+            nested = _changed(value, defaults[key])
+            if nested:
+                out[key] = nested
+        elif defaults.get(key) != value:
+            out[key] = value
+    return out
 
 
 def _absolute_locations(params: Params, project: Path) -> Params:

@@ -48,7 +48,10 @@ def tiny_model(
     if spec.history_length:
         history = torch.randint(0, n_items, (n_users, spec.history_length), generator=gen)
         history[0] = 0  # one user without history
-    model.set_side_features(tokens, genres, item_features, user_features, history)
+    item_lm = None
+    if spec.item_encoder == "lm":
+        item_lm = torch.randn(n_items, spec.lm_dim, generator=gen)
+    model.set_side_features(tokens, genres, item_features, user_features, history, item_lm=item_lm)
     return model
 
 

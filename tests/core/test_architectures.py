@@ -35,6 +35,20 @@ def test_score_matrix_equals_pairwise_forward(architecture) -> None:
 
 
 @pytest.mark.parametrize("architecture", ALL)
+def test_dot_product_adds_user_item_agreement_to_click(architecture) -> None:
+    plain = tiny_model(architecture=architecture).eval()
+    dot = tiny_model(architecture=architecture, dot_product=True).eval()
+    users, items = torch.tensor([1, 7]), torch.tensor([3, 4, 9])
+    d = plain.spec.embedding_dim
+    agreement = plain.encoder.users(users) @ plain.encoder.item_ids(items)[:, :d].T
+    torch.testing.assert_close(
+        dot.score_matrix(users, items), plain.score_matrix(users, items) + agreement
+    )
+    pairwise = dot(users.repeat_interleave(3), items.repeat(2))["click"].view(2, 3)
+    torch.testing.assert_close(dot.score_matrix(users, items), pairwise.detach())
+
+
+@pytest.mark.parametrize("architecture", ALL)
 def test_checkpoint_round_trip(architecture, tmp_path) -> None:
     model = tiny_model(architecture=architecture).eval()
     model.save(tmp_path / "m.pt")

@@ -82,3 +82,60 @@ def test_a_history_model_needs_the_history() -> None:
         encoder.set_side_features(
             encoder.item_tokens, encoder.item_genres, encoder.item_features, encoder.user_features
         )
+
+
+LM = {"item_encoder": "lm", "lm_dim": 6}
+
+
+def test_lm_projection_trains_while_the_embeddings_stay_bit_identical() -> None:
+    model = tiny_model(**LM)
+    frozen = model.encoder.item_lm.clone()
+    projection = model.encoder.lm.weight.detach().clone()
+    assert "encoder.item_lm" not in dict(model.named_parameters())  # a buffer: no optimizer
+    rows = learnable_rows(64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(3):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            model(rows["user"], rows["item"])["click"], rows["click"]
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.equal(model.encoder.item_lm, frozen)
+    assert not torch.equal(model.encoder.lm.weight, projection)
+
+
+def test_lm_items_are_their_projected_text_embeddings() -> None:
+    model = tiny_model(**LM)
+    encoder = model.encoder
+    items = torch.tensor([1, 2])
+    torch.testing.assert_close(encoder.item_ids(items), encoder.lm(encoder.item_lm[items]))
+    encoder.item_lm[2] = encoder.item_lm[1]  # same text, same item vector: ids play no part
+    vectors = encoder.item_ids(items)
+    assert torch.equal(vectors[0], vectors[1])
+
+
+@pytest.mark.parametrize("architecture", ["independent", "shared_bottom", "mmoe", "ple", "esmm"])
+@pytest.mark.parametrize(
+    "strategy", ["scratch", "zero_shot", "frozen", "finetune", "l2sp", "sample_weighted", "joint"]
+)
+def test_lm_items_combine_with_every_architecture_and_strategy(architecture, strategy) -> None:
+    source = tiny_model(seed=1, architecture=architecture, **LM)
+    model = get_strategy(strategy, l2sp_strength=0.1).prepare(
+        tiny_model(seed=2, architecture=architecture, **LM), source
+    )
+    # The projection is shared knowledge: it transfers, and feature transfer freezes it.
+    assert {"encoder.lm.weight", "encoder.lm.bias"} <= set(model.shared_parameter_names())
+    if get_strategy(strategy).needs_source:
+        assert torch.equal(model.encoder.lm.weight, source.encoder.lm.weight)
+    assert model.encoder.lm.weight.requires_grad == (strategy != "frozen")
+    scores = model.eval().score_matrix(torch.tensor([1, 2]), torch.arange(1, 6))
+    assert scores.shape == (2, 5) and torch.isfinite(scores).all()
+
+
+def test_an_lm_model_needs_the_embeddings() -> None:
+    encoder = tiny_model(**LM).encoder
+    with pytest.raises(ValueError, match="item_lm"):
+        encoder.set_side_features(
+            encoder.item_tokens, encoder.item_genres, encoder.item_features, encoder.user_features
+        )

@@ -31,6 +31,20 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     assert eval_loss(model, TensorBatches(valid, 256), cfg.task_weights) == pytest.approx(best)
 
 
+def test_a_monitor_replaces_the_validation_loss_for_early_stopping() -> None:
+    model = tiny_model()
+    train, valid = learnable_rows(300, seed=1), learnable_rows(100, seed=2)
+    cfg = CFG.model_copy(update={"epochs": 6, "patience": 1})
+    scores = iter([0.1, 0.3, 0.9, 0.2, 0.4, 0.5, 0.6])  # before training, then per epoch
+    result = fit(
+        model, train, valid, cfg, seed=0, device=torch.device("cpu"), monitor=lambda _: next(scores)
+    )
+    # Epoch 2 scored best; epochs 3 and 4 did not improve (patience 1): stopped after epoch 4.
+    assert (result.best_epoch, result.epochs_run) == (2, 4)
+    assert [h["valid_score"] for h in result.history] == [0.3, 0.9, 0.2, 0.4]
+    assert result.best_valid_loss == result.history[1]["valid_loss"]
+
+
 def test_training_is_deterministic_for_a_seed() -> None:
     train, valid = learnable_rows(500, seed=1), learnable_rows(100, seed=2)
     cfg = CFG.model_copy(update={"epochs": 3})
@@ -75,3 +89,21 @@ def test_bf16_autocast_trains() -> None:
     assert autocast_dtype("auto", torch.device("cpu")) is None
     assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
     assert autocast_dtype("off", torch.device("cuda")) is None
+
+
+def test_compiled_training_matches_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    # train.compile: the same weights after a few epochs as eager training (same seed, no
+    # dropout), so the flag changes speed, not results. Dynamo + AOT autograd without
+    # Inductor's C++ build: the same graph capture in seconds instead of a minute.
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m: compile_(m, backend="aot_eager"))
+    train, valid = learnable_rows(256, seed=1), learnable_rows(64, seed=2)
+    cfg = CFG.model_copy(update={"epochs": 2, "batch_size": 128})
+    eager, compiled = tiny_model(), tiny_model()
+    fit(eager, train, valid, cfg, seed=3, device=torch.device("cpu"))
+    result = fit(
+        compiled, train, valid, cfg.model_copy(update={"compile": True}), 3, torch.device("cpu")
+    )
+    assert result.epochs_run == 2
+    for a, b in zip(eager.state_dict().values(), compiled.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

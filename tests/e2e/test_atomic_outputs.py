@@ -6,7 +6,14 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import yaml
+
+from mtrec.config import load_params
+from mtrec.data.canonical import CanonicalTables
+from mtrec.io import write_json
+from mtrec.stages import preprocess
+from mtrec.stages.validate import REPORT
 
 from ..conftest import tool_env
 
@@ -32,17 +39,16 @@ def _hashes(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def test_preprocess_killed_mid_write_keeps_the_previous_tables(project) -> None:
-    env = tool_env(project.parent)
-    for stage in ("ingest", "validate", "preprocess"):
-        done = subprocess.run(
-            [sys.executable, "-m", "mtrec", stage],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr
+def test_preprocess_killed_mid_write_keeps_the_previous_tables(
+    project, canonical: CanonicalTables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The previous, complete tables: ingest's tables (the session's copy), validate's verdict,
+    # then a real preprocess run.
+    monkeypatch.chdir(project)
+    params = load_params("params.yaml")
+    canonical.save(params.paths.interim)
+    write_json(params.paths.report(REPORT), {"success": True})
+    preprocess.run(params)
     processed = project / "data" / "processed"
     before = _hashes(processed)
 
@@ -52,7 +58,7 @@ def test_preprocess_killed_mid_write_keeps_the_previous_tables(project) -> None:
     killed = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(KILL_MID_WRITE)],
         cwd=project,
-        env=env,
+        env=tool_env(project.parent),
         capture_output=True,
         text=True,
     )

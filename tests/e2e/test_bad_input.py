@@ -1,6 +1,11 @@
-"""The bad-input corpus: each case is made by the test from the bundled data, run through
-`dvc repro` after a good run, and must stop at `validate` with a message naming the file,
-column, rule and count, leaving the accepted data, models and @champion byte-identical."""
+"""The bad-input corpus: each case is made by the test from the bundled data after a good run
+and must fail the data gate with a message naming the file, column, rule and count, leaving the
+accepted data, models and @champion byte-identical.
+
+Every case runs through the stage CLI (``mtrec ingest``, then ``mtrec validate``: what each
+`dvc repro` and Airflow task runs), in-process; one case per raw file also runs through the
+whole `dvc repro`, which must stop at `validate`, before any training.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
+
+from mtrec.__main__ import main
 
 from ..conftest import BUNDLED, run_dvc, tool_env
 
@@ -204,15 +211,50 @@ def accepted(tmp_path_factory, request) -> tuple[Path, dict[str, object]]:
     """A project after one good run (so there is a champion and an accepted baseline)."""
     project = request.getfixturevalue("module_project")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["gates"]["require_transfer_gain"] = False  # two epochs decide nothing about transfer
+    params["gates"]["require_transfer_gain"] = False  # one epoch decides nothing about transfer
+    # Only what a champion needs: one epoch, no extra curve point (the default fraction's
+    # point is evaluate's own).
+    params["pretrain"]["epochs"] = params["transfer"]["train"]["epochs"] = 1
+    params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     good = run_dvc(project, "repro")
     assert good.returncode == 0, good.stdout + good.stderr
     return project, _accepted_state(project)
 
 
+def _restore(raw: Path) -> None:
+    shutil.rmtree(raw)
+    shutil.copytree(BUNDLED, raw)
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_stops_at_validate_and_changes_nothing(accepted, case: str) -> None:
+def test_bad_input_fails_the_data_gate_and_changes_nothing(
+    accepted, case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, before = accepted
+    raw = project / "data" / "ml-latest-small"
+    corrupt, fragments = CASES[case]
+    monkeypatch.chdir(project)  # the stages read ./params.yaml, as under dvc repro
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tool_env(project.parent)["MLFLOW_TRACKING_URI"])
+    try:
+        corrupt(raw)
+        assert main(["ingest"]) == 0, capsys.readouterr().err
+        assert main(["validate"]) == 1  # the exit status that stops dvc repro and the DAG
+        output = capsys.readouterr().err
+        assert "mtrec validate: DataValidationError: data gate FAILED" in output, output
+        for fragment in fragments:
+            assert fragment in output, f"{case}: {fragment!r} missing from:\n{output[-3000:]}"
+        assert _accepted_state(project) == before
+    finally:
+        _restore(raw)
+
+
+# One case per raw file, end to end.
+THROUGH_DVC = ["missing column", "non-UTF-8 bytes"]
+
+
+@pytest.mark.parametrize("case", THROUGH_DVC)
+def test_bad_input_stops_dvc_repro_at_validate_and_changes_nothing(accepted, case: str) -> None:
     project, before = accepted
     raw = project / "data" / "ml-latest-small"
     corrupt, fragments = CASES[case]
@@ -227,5 +269,4 @@ def test_bad_input_stops_at_validate_and_changes_nothing(accepted, case: str) ->
             assert fragment in output, f"{case}: {fragment!r} missing from:\n{output[-3000:]}"
         assert _accepted_state(project) == before
     finally:
-        shutil.rmtree(raw)
-        shutil.copytree(BUNDLED, raw)
+        _restore(raw)

@@ -11,6 +11,7 @@ import textwrap
 
 import mlflow
 import pytest
+import yaml
 
 from ..conftest import PROJECT_ROOT, TINY, migrate_airflow, tool_env
 
@@ -80,9 +81,11 @@ def test_dag_parses_and_wires_every_stage(airflow_env) -> None:
         "ingest",
         "validate",
         "preprocess",
+        "embed_items",
         "pretrain",
         "transfer_items",
         "transfer",
+        "baselines",
         "evaluate",
         "curve_items",
         "curve",
@@ -90,9 +93,11 @@ def test_dag_parses_and_wires_every_stage(airflow_env) -> None:
         "register",
     ]
     assert info["queues"]["pretrain"] == info["queues"]["transfer"] == info["queues"]["curve"]
-    assert info["queues"]["curve"] == "gpu"
+    assert info["queues"]["curve"] == info["queues"]["embed_items"] == "gpu"
+    assert info["queues"]["baselines"] == "gpu"
     assert info["queues"]["validate"] == "default"
     assert set(info["params"]) == {
+        "preset",
         "target_genres",
         "strategies",
         "architecture",
@@ -104,9 +109,15 @@ def test_dag_parses_and_wires_every_stage(airflow_env) -> None:
 
 
 def test_dag_runs_end_to_end_and_registers_a_challenger(airflow_env, project) -> None:
+    # The live test (test_live_stack) runs this DAG on the production topology; here the same
+    # DAG under dag.test(), kept cheap: one epoch, and the curve's one point is the default
+    # fraction (evaluate's own, so the mapped curve task has nothing to train).
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     migrate_airflow(airflow_env)
     conf = {
-        "epochs": TINY["pretrain"]["epochs"],
+        "epochs": 1,
         "seeds": TINY["eval"]["seeds"],
         "strategies": ["scratch", "finetune"],
         "promote": False,

@@ -13,6 +13,7 @@ ALL_STAGES = {
     "ingest",
     "validate",
     "preprocess",
+    "embed_items",
     "pretrain",
     "transfer@scratch",
     "transfer@finetune",
@@ -87,8 +88,13 @@ def _check_recommendations(root, version: str) -> None:
 
 
 def test_repro_runs_everything_then_caches_then_reruns_only_dependents(project) -> None:
-    # Two epochs decide nothing about transfer; this test is about caching and promotion.
-    _set_params(project, gates={"require_transfer_gain": False})
+    # One epoch decides nothing about transfer; this test is about caching and promotion.
+    _set_params(
+        project,
+        gates={"require_transfer_gain": False},
+        pretrain={"epochs": 1},
+        transfer={"train.epochs": 1},
+    )
     first = run_dvc(project, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
     assert _ran(first.stdout) == ALL_STAGES
@@ -130,7 +136,13 @@ def test_repro_runs_everything_then_caches_then_reruns_only_dependents(project) 
     _set_params(project, transfer={"train.lr": 0.002}, gates={"min_ndcg": 0.99})
     third = run_dvc(project, "repro")
     assert third.returncode == 0, third.stdout + third.stderr
-    assert _ran(third.stdout) == ALL_STAGES - {"ingest", "validate", "preprocess", "pretrain"}
+    assert _ran(third.stdout) == ALL_STAGES - {
+        "ingest",
+        "validate",
+        "preprocess",
+        "embed_items",
+        "pretrain",
+    }
     registration = json.loads((project / "reports" / "registration.json").read_text())
     assert registration["version"] == "2"
     assert registration["aliases"] == ["challenger"]

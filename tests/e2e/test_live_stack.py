@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import mlflow
 import psutil
@@ -39,7 +41,7 @@ from ..conftest import PROJECT_ROOT, make_project, tool_env
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS = ("127.0.0.1", 6379)
 # Small enough for CI; every stage still does real work on the bundled data.
-CONF = {"epochs": 2, "seeds": [0], "strategies": ["scratch", "finetune"], "promote": True}
+CONF = {"epochs": 1, "seeds": [0], "strategies": ["scratch", "finetune"], "promote": True}
 RUN_TIMEOUT = 600
 
 pytestmark = pytest.mark.skipif(
@@ -305,13 +307,21 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         assert not survivors, f"processes left running: {survivors}"
 
 
-def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(stack: Stack) -> None:
+@pytest.fixture(scope="module")
+def training_run(stack: Stack) -> str:
+    """One successful mtrec_training run over last week's champion (v1); its run id."""
     _seed_champion(stack.mlflow_uri)
-    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_uri)
-
     run_id = stack.trigger("mtrec_training", CONF)
     _, seconds = stack.wait_run("mtrec_training", run_id)
     print(f"mtrec_training run {run_id}: {seconds:.0f}s wall (conf {CONF})")
+    return run_id
+
+
+def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(
+    stack: Stack, training_run: str
+) -> None:
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_uri)
+    run_id = training_run
 
     # Training stages ran on the gpu worker, in the GPU pool; nothing else did.
     tis = stack.task_instances("mtrec_training", run_id)
@@ -357,6 +367,36 @@ def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(stack: Stack)
     assert restored.tags["mtrec.rollback.by"] == "admin"
     assert restored.tags["mtrec.rollback.reason"] == "live test: CTR fell after v2"
     assert "admin" in client.get_model_version("mtrec", "2").tags["mtrec.rolled_back"]
+
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium-headless-shell", "chromium")) if p), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Debian chromium (tests/e2e/test_airflow_ui.py)")
+def test_the_ui_shows_the_successful_run_in_a_browser(
+    stack: Stack, training_run: str, tmp_path: Path
+) -> None:
+    """The UI in a real browser: sign in, open the run, its header says Success (the run the
+    form triggers in test_airflow_ui is stopped early; this is the one that finishes)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    password = json.loads((stack.root / "passwords.json").read_text())["admin"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(stack.api)
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{stack.api}/")
+        page.goto(f"{stack.api}/dags/mtrec_training/runs/{quote(training_run)}")
+        state = page.get_by_test_id("header-card").get_by_test_id("state-badge")
+        expect(state).to_have_text("Success", timeout=60_000)
+        page.screenshot(path=tmp_path / "airflow-run-success.png")
+        if folder := os.environ.get("MTREC_SCREENSHOTS"):  # the README's screenshot
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy(tmp_path / "airflow-run-success.png", folder)
+        browser.close()
 
 
 def test_accepted_feedback_triggers_retraining(stack: Stack) -> None:

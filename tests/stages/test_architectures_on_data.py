@@ -10,7 +10,7 @@ from mtrec.config import load_params
 from mtrec.core.models import ARCHITECTURES
 from mtrec.core.transfer import STRATEGIES
 from mtrec.io import write_json
-from mtrec.stages import curve, evaluate, preprocess, pretrain, report, transfer
+from mtrec.stages import baselines, curve, evaluate, preprocess, pretrain, report, transfer
 from mtrec.stages.validate import REPORT
 
 from ..conftest import PROJECT_ROOT
@@ -36,7 +36,9 @@ MODELS = [{"architecture": a} for a in OTHERS] + [
 
 @pytest.mark.parametrize("model", MODELS, ids=[*OTHERS, "cnn+history"])
 def test_model_trains_transfers_and_evaluates(processed, model, tmp_path) -> None:
-    paths = processed | {n: str(tmp_path / n) for n in ("pretrained", "transferred", "reports")}
+    paths = processed | {
+        n: str(tmp_path / n) for n in ("pretrained", "transferred", "baselines", "reports")
+    }
     params = load_params(
         PROJECT_ROOT / "params.yaml",
         {
@@ -45,9 +47,10 @@ def test_model_trains_transfers_and_evaluates(processed, model, tmp_path) -> Non
             "eval": {"seeds": [0]},
             "pretrain": {"epochs": 1},
             "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 1}},
+            "baselines": {"bpr": {"epochs": 1}},
         },
     )
-    for stage in (pretrain, transfer, evaluate):
+    for stage in (pretrain, transfer, baselines, evaluate):
         stage.run(params)
     metrics = json.loads(params.paths.report(evaluate.METRICS_FILE).read_text())
     for strategy in ("scratch", "finetune"):
@@ -58,7 +61,9 @@ def test_model_trains_transfers_and_evaluates(processed, model, tmp_path) -> Non
 
 def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> None:
     strategies = list(STRATEGIES)
-    paths = processed | {n: str(tmp_path / n) for n in ("pretrained", "transferred", "reports")}
+    paths = processed | {
+        n: str(tmp_path / n) for n in ("pretrained", "transferred", "baselines", "reports")
+    }
     params = load_params(
         PROJECT_ROOT / "params.yaml",
         {
@@ -67,18 +72,19 @@ def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> N
             "pretrain": {"epochs": 1},
             "transfer": {"strategies": strategies, "train": {"epochs": 1}},
             "curve": {"fractions": [0.2, 0.5]},
+            "baselines": {"bpr": {"epochs": 2}},
         },
     )
-    for stage in (pretrain, transfer, evaluate, curve, report):
+    for stage in (pretrain, transfer, baselines, evaluate, curve, report):
         stage.run(params)
     zero_shot = json.loads(transfer.report_path(params, "zero_shot").read_text())
     assert zero_shot["seeds"]["seed0"] == {"trained": False}
     weighted = json.loads(transfer.report_path(params, "sample_weighted").read_text())
     assert 0.0 < weighted["seeds"]["seed1"]["source_weights"]["ess_share"] < 1.0
     metrics = json.loads(params.paths.report(evaluate.METRICS_FILE).read_text())
-    assert set(metrics["strategies"]) == {*strategies, "popularity"}
+    assert set(metrics["strategies"]) == {*strategies, "popularity", "bpr"}
     assert metrics["cold_users"] > 0
-    for name in [*strategies, "popularity"]:
+    for name in [*strategies, "popularity", "bpr"]:
         scores = metrics["strategies"][name]
         for metric in ("ndcg@10", "cold_ndcg@10", "sampled_ndcg@10", "sampled_hr@10"):
             assert 0.0 <= scores[metric]["mean"] <= 1.0, (name, metric)
@@ -88,7 +94,8 @@ def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> N
     # The default fraction's point is evaluate's own; the other is a real curve point.
     assert "default fraction" in json.loads(curve.point_path(params, 0.5).read_text())["skipped"]
     point = json.loads(curve.point_path(params, 0.2).read_text())
-    assert point["train_fraction"] == 0.2 and set(point["strategies"]) == set(metrics["strategies"])
+    assert point["train_fraction"] == 0.2
+    assert set(point["strategies"]) == set(metrics["strategies"]) - {"bpr"}  # default fraction only
     assert point["positives"]["target/train"] < metrics_positives(params)
     text = params.paths.report(report.MARKDOWN).read_text()
     assert "| sample_weighted |" in text and "## Quality bar" in text

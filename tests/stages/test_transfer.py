@@ -5,7 +5,7 @@ import json
 from mtrec.config import load_params
 from mtrec.data.canonical import CanonicalTables
 from mtrec.io import write_json
-from mtrec.stages import evaluate, preprocess, pretrain, transfer
+from mtrec.stages import baselines, evaluate, preprocess, pretrain, transfer
 from mtrec.stages.register import registered_strategy
 from mtrec.stages.validate import REPORT
 
@@ -15,7 +15,15 @@ from ..conftest import PROJECT_ROOT
 def test_cv_selects_a_strategy_that_cv_best_registers(tmp_path, canonical: CanonicalTables):
     paths = {
         name: str(tmp_path / name)
-        for name in ("interim", "processed", "pretrained", "transferred", "reports", "accepted")
+        for name in (
+            "interim",
+            "processed",
+            "pretrained",
+            "transferred",
+            "baselines",
+            "reports",
+            "accepted",
+        )
     }
     params = load_params(
         PROJECT_ROOT / "params.yaml",
@@ -26,11 +34,12 @@ def test_cv_selects_a_strategy_that_cv_best_registers(tmp_path, canonical: Canon
             "pretrain": {"epochs": 1},
             "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 1}},
             "registry": {"strategy": "cv_best"},
+            "baselines": {"bpr": {"epochs": 1}},
         },
     )
     canonical.save(paths["interim"])
     write_json(params.paths.report(REPORT), {"success": True})
-    for stage in (preprocess, pretrain, transfer, evaluate):
+    for stage in (preprocess, pretrain, transfer, baselines, evaluate):
         stage.run(params)
 
     cv = json.loads(params.paths.report(evaluate.METRICS_FILE).read_text())["cv"]

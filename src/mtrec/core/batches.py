@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
 Batch = dict[str, torch.Tensor]
+# Rewrites an epoch's columns before batching (e.g. fresh negatives); gets the epoch generator.
+Refresh = Callable[[Batch, torch.Generator | None], Batch]
 
 
 class TensorBatches:
@@ -22,6 +24,7 @@ class TensorBatches:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         shard: tuple[int, int] = (0, 1),
+        refresh: Refresh | None = None,
     ) -> None:
         lengths = {len(v) for v in columns.values()}
         if len(lengths) != 1:
@@ -32,6 +35,7 @@ class TensorBatches:
         self.shuffle = shuffle
         self.generator = generator
         self.shard = shard
+        self.refresh = refresh
 
     def __len__(self) -> int:
         rank, world = self.shard
@@ -45,6 +49,8 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         columns = self.columns
+        if self.refresh is not None:
+            columns = self.refresh(columns, self.generator)
         if self.shuffle:
             # One gather per epoch, then contiguous slices (views) per batch.
             perm = torch.randperm(self.n, generator=self.generator).to(
@@ -87,6 +93,7 @@ class MixedBatches:
         self.batch_size = batch_size
         self.generator = generator
         self.shard = (0, 1)
+        self.refresh: Refresh | None = None
 
     def __len__(self) -> int:
         rows = self.n_target + self.n_draw
@@ -106,4 +113,29 @@ class MixedBatches:
             self.weights, self.n_draw, replacement=True, generator=self.generator
         ).to(device)
         columns = {k: torch.cat([v, self.source[k][drawn]]) for k, v in self.target.items()}
-        return iter(TensorBatches(columns, self.batch_size, True, self.generator, self.shard))
+        return iter(
+            TensorBatches(columns, self.batch_size, True, self.generator, self.shard, self.refresh)
+        )
+
+
+class NegativeResampler:
+    """Fresh negatives every epoch: each unclicked row's item is redrawn uniformly from its
+    own domain's items. Fixed negatives drawn once are memorised within an epoch or two on
+    sparse implicit data; redrawing them is what BPR-style training does. A redrawn item can
+    (rarely) be one the user clicked: it then counts as a negative for that epoch."""
+
+    def __init__(self, item_domain: torch.Tensor, pools: list[torch.Tensor]) -> None:
+        # item_domain[item] = index into pools; pools[d] = the items of domain d.
+        self.item_domain = item_domain
+        self.flat = torch.cat(pools)
+        sizes = torch.tensor([len(p) for p in pools])
+        self.sizes, self.starts = sizes, torch.cumsum(sizes, 0) - sizes
+
+    def __call__(self, columns: Batch, generator: torch.Generator | None) -> Batch:
+        negative = columns["click"] == 0
+        items = columns["item"].clone()
+        domain = self.item_domain[items[negative].cpu()]
+        draw = torch.rand(len(domain), generator=generator)
+        picked = self.starts[domain] + (draw * self.sizes[domain]).long()
+        items[negative] = self.flat[picked].to(items.device)
+        return columns | {"item": items}

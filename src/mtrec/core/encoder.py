@@ -1,8 +1,10 @@
 """The input side every multi-task architecture shares: users and items -> one pair vector.
 
 Users are an id embedding plus projected side features, plus (``history_length`` > 0) a
-Transformer over their last N training items; items are an id embedding, a text encoding of
-title and tags (bag of words or CNN), projected genres and projected side features. The
+Transformer over their last N training items; items are an id vector (a learned id embedding,
+or with ``item_encoder: lm`` a trained projection of the item's frozen sentence embedding,
+which new items have before their first interaction), a text encoding of title and tags (bag
+of words or CNN), projected genres and projected side features. The
 item-genre head reads the text encoding only, so pretraining on genres teaches the text
 encoder something that transfers to items of a new domain (whose ids were never seen).
 """
@@ -48,6 +50,13 @@ class PairEncoder(nn.Module):
         self.register_buffer("item_genres", torch.zeros(spec.n_items, spec.n_genres))
         self.register_buffer("item_features", torch.zeros(spec.n_items, spec.n_item_features))
         self.register_buffer("user_features", torch.zeros(spec.n_users, spec.n_user_features))
+        self.lm: nn.Linear | None = None
+        if spec.item_encoder == "lm":
+            # Frozen by construction: a buffer, never a parameter; only the projection trains.
+            self.register_buffer("item_lm", torch.zeros(spec.n_items, spec.lm_dim))
+            self.lm = nn.Linear(spec.lm_dim, d)
+        elif spec.item_encoder != "id":
+            raise ValueError(f"unknown item_encoder {spec.item_encoder!r}; known: id, lm")
         self.history: HistoryTransformer | None = None
         if spec.history_length:
             self.history = HistoryTransformer(
@@ -66,10 +75,16 @@ class PairEncoder(nn.Module):
         item_features: torch.Tensor,
         user_features: torch.Tensor,
         user_history: torch.Tensor | None = None,
+        item_lm: torch.Tensor | None = None,
     ) -> None:
         """Install token ids [n_items, max_tokens], genre multi-hot [n_items, n_genres],
-        numeric features [n_items, ·] and [n_users, ·], and (history models) each user's last
-        training items [n_users, history_length]."""
+        numeric features [n_items, ·] and [n_users, ·], (history models) each user's last
+        training items [n_users, history_length] and (lm items) the sentence embeddings
+        [n_items, lm_dim]."""
+        if self.lm is not None:
+            if item_lm is None:
+                raise ValueError("this model encodes items by their text embedding: pass item_lm")
+            self.item_lm.copy_(item_lm)
         self.item_tokens.copy_(item_tokens)
         self.item_genres.copy_(item_genres)
         self.item_features.copy_(item_features)
@@ -84,15 +99,21 @@ class PairEncoder(nn.Module):
         vector = self.user_embedding(users) + self.user_side(self.user_features[users])
         if self.history is not None:
             items = self.user_history[users]
-            vector = vector + self.history(items, self.item_embedding(items))
+            vector = vector + self.history(items, self.item_ids(items))
         return vector
+
+    def item_ids(self, items: torch.Tensor) -> torch.Tensor:
+        """The item's own vector [n] -> [n, d]: its id embedding or its projected LM embedding."""
+        if self.lm is not None:
+            return self.lm(self.item_lm[items])
+        return self.item_embedding(items)
 
     def items(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[n] -> item vector [n, 4d] and its text encoding [n, d]."""
         text = self.text(self.item_tokens[items])
         genre = self.genre(self.item_genres[items])
         side = self.item_side(self.item_features[items])
-        return torch.cat([self.item_embedding(items), text, genre, side], dim=-1), text
+        return torch.cat([self.item_ids(items), text, genre, side], dim=-1), text
 
     def forward(
         self, users: torch.Tensor, items: torch.Tensor
@@ -101,13 +122,13 @@ class PairEncoder(nn.Module):
         item_vec, text = self.items(items)
         return torch.cat([self.users(users), item_vec], dim=-1), text
 
-    def pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Every (user, item) pair, user-major: [n_users * n_items, 5d]."""
-        item_vec, _ = self.items(items)  # [n_items, 4d]
+    def pairs(self, users: torch.Tensor, item_vec: torch.Tensor) -> torch.Tensor:
+        """Every (user, item) pair, user-major: [n_users * n_items, 5d]. ``item_vec`` is
+        :meth:`items`' [n_items, 4d], computed once by the caller for all user chunks."""
         user_vec = self.users(users)  # [n_users, d]
         grid = torch.cat(
             [
-                user_vec.unsqueeze(1).expand(-1, len(items), -1),
+                user_vec.unsqueeze(1).expand(-1, len(item_vec), -1),
                 item_vec.unsqueeze(0).expand(len(users), -1, -1),
             ],
             dim=-1,

@@ -3,6 +3,7 @@ per user group, e.g. cold users) and the sampled-candidates protocol."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -68,6 +69,8 @@ def evaluate_model(
         "rating_rmse": rmse(out["rating"][clicked], rows["rating"][clicked]),
         "rating_mae": mae(out["rating"][clicked], rows["rating"][clicked]),
     }
+    # Implicit-feedback data: every click is a like, so like AUC is undefined (not reported).
+    metrics = {name: value for name, value in metrics.items() if not math.isnan(value)}
     per_user = ranking_metrics(
         lambda users: model.score_matrix(users, task.candidates),
         task.users,
@@ -80,20 +83,23 @@ def evaluate_model(
     return metrics | _summary(per_user, k, task.groups)
 
 
+def evaluate_ranking(
+    score: Callable[[torch.Tensor], torch.Tensor], task: RankingTask, k: int, block: int
+) -> dict[str, float]:
+    """Full-ranking metrics only; ``score(users [m]) -> [m, n_candidates]``."""
+    per_user = ranking_metrics(
+        score, task.users, task.seen, task.relevant, len(task.candidates), k, block
+    )
+    return _summary(per_user, k, task.groups)
+
+
 def evaluate_popularity(
     popularity: torch.Tensor, task: RankingTask, k: int, block: int
 ) -> dict[str, float]:
     """The same ranking metrics for a non-personalised baseline (``popularity`` per candidate)."""
-    per_user = ranking_metrics(
-        lambda users: popularity.double().expand(len(users), -1),
-        task.users,
-        task.seen,
-        task.relevant,
-        len(task.candidates),
-        k,
-        block,
+    return evaluate_ranking(
+        lambda users: popularity.double().expand(len(users), -1), task, k, block
     )
-    return _summary(per_user, k, task.groups)
 
 
 @torch.no_grad()

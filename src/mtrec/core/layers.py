@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -27,10 +28,10 @@ class TextBag(nn.Module):
         self.embedding = nn.Embedding(n_tokens, dim, padding_idx=0)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        # tokens: [batch, max_tokens] -> [batch, dim]
-        mask = (tokens > 0).unsqueeze(-1).float()
-        summed = (self.embedding(tokens) * mask).sum(1)
-        return summed / mask.sum(1).clamp(min=1.0)
+        # tokens: [batch, max_tokens] -> [batch, dim]. One fused embedding_bag kernel (padding
+        # excluded from the mean, empty bags -> zeros) instead of gather * mask, sum, divide:
+        # the masked product was a third of a training step.
+        return F.embedding_bag(tokens, self.embedding.weight, mode="mean", padding_idx=0)
 
 
 class TextCNN(nn.Module):

@@ -13,7 +13,8 @@ from mtrec.core.encoder import PairEncoder
 
 SCORE_TASKS = ("click", "like", "rating")
 # Encoder parts that carry knowledge across domains (item ids and the genre head do not).
-SHARED_ENCODER = ("user_embedding", "user_side", "text", "genre", "item_side", "history")
+# The LM projection maps text embeddings, which every domain has, so it transfers too.
+SHARED_ENCODER = ("user_embedding", "user_side", "text", "genre", "item_side", "history", "lm")
 # Pairs scored at once by score_matrix: bounds memory for the expert models (PLE runs 16
 # experts over every pair) whatever the catalogue size.
 PAIRS_PER_CHUNK = 1 << 16
@@ -44,6 +45,10 @@ class ModelSpec:
     history_length: int = 0  # 0 = no user-history encoder
     history_heads: int = 2
     history_layers: int = 1
+    item_encoder: str = "id"  # id | lm (projected frozen sentence embeddings)
+    # Add user · item-id vector to the click logit (matrix factorisation beside the MLP).
+    dot_product: bool = False
+    lm_dim: int = 0  # sentence-embedding width (lm only)
 
 
 class MultiTaskModel(nn.Module):
@@ -74,6 +79,9 @@ class MultiTaskModel(nn.Module):
         """Per-row outputs: click/like logits, rating, category logits [batch, n_genres]."""
         pairs, text = self.encoder(users, items)
         out = self.task_logits(pairs)
+        if self.spec.dot_product:
+            d = self.spec.embedding_dim
+            out["click"] = out["click"] + (pairs[:, :d] * pairs[:, d : 2 * d]).sum(-1)
         out["rating"] = out["rating"] + self.spec.rating_mean
         out["category"] = self.encoder.category(text)
         return out
@@ -82,11 +90,17 @@ class MultiTaskModel(nn.Module):
     def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Click logits for every (user, item) pair: [n_users, n_items]."""
         step = max(1, PAIRS_PER_CHUNK // max(len(items), 1))
+        # Item vectors once, not per user chunk (with a large catalogue a chunk is a few users).
+        item_vec, _ = self.encoder.items(items)  # [n_items, 4d]
         rows = [
-            self.task_logits(self.encoder.pairs(chunk, items))["click"].view(len(chunk), -1)
+            self.task_logits(self.encoder.pairs(chunk, item_vec))["click"].view(len(chunk), -1)
             for chunk in users.split(step)
         ]
-        return torch.cat(rows)
+        scores = torch.cat(rows)
+        if self.spec.dot_product:
+            d = self.spec.embedding_dim
+            scores = scores + self.encoder.users(users) @ item_vec[:, :d].T
+        return scores
 
     def shared_parameter_names(self) -> list[str]:
         """Parameters that transfer as shared knowledge: the shared encoder parts and the

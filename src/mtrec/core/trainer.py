@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 
 from mtrec.core import distributed
-from mtrec.core.batches import MixedBatches, TensorBatches
+from mtrec.core.batches import MixedBatches, Refresh, TensorBatches
 from mtrec.core.losses import task_losses
 from mtrec.core.multitask import MultiTaskModel
 from mtrec.core.weighting import StaticWeights, make_weighting
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Extra loss term on top of the task losses (a transfer regulariser such as L2-SP).
 Penalty = Callable[[MultiTaskModel], torch.Tensor | None]
+# Validation score to early-stop on instead of the validation loss (higher is better).
+Monitor = Callable[[MultiTaskModel], float]
 
 
 class TrainSettings(Protocol):
@@ -35,6 +37,7 @@ class TrainSettings(Protocol):
     weighting: str
     dwa_temperature: float
     amp: str
+    compile: bool
 
 
 @dataclass
@@ -64,6 +67,14 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def make_optimizer(
+    params: list[torch.nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """Adam with the fused kernel (one kernel for every parameter's update, CPU and CUDA)
+    rather than one small op per tensor: the update is a large share of a small model's step."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def train_epoch(
     model: MultiTaskModel,
     batches: TensorBatches | MixedBatches,
@@ -77,7 +88,7 @@ def train_epoch(
     task's mean loss. ``forward`` is the module to call (the DDP wrapper in a process group),
     ``amp`` the autocast dtype (None: full precision)."""
     model.train()
-    forward = forward or model
+    forward = model if forward is None else forward  # a compiled module has no truth value
     device_type = model.item_genres.device.type
     # Summed as tensors and read once per epoch: a .item() per batch would sync the GPU.
     total, n = torch.zeros(()), 0
@@ -85,7 +96,7 @@ def train_epoch(
     for batch in batches:
         with torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None):
             out = forward(batch["user"], batch["item"])
-            losses = task_losses(out, batch, model.item_genres)
+            losses = task_losses(out, batch, model.item_genres, weighting.weights)
         loss = weighting.combine(losses)
         extra = penalty(model) if penalty is not None else None
         if extra is not None:
@@ -125,12 +136,16 @@ def fit(
     seed: int,
     device: torch.device,
     penalty: Penalty | None = None,
+    refresh: Refresh | None = None,
+    monitor: Monitor | None = None,
 ) -> FitResult:
     """Train with Adam; keep the weights of the epoch with the lowest validation loss.
 
     ``train`` is column tensors (shuffled each epoch) or batches that mix in source rows. Under
     torchrun each rank trains on its shard with 1/world of the batch; every rank sees the same
-    validation loss, so all stop at the same epoch with the same weights."""
+    validation loss, so all stop at the same epoch with the same weights. ``refresh`` rewrites
+    the training columns each epoch (e.g. :class:`NegativeResampler`); ``monitor`` replaces
+    the validation loss as the early-stopping criterion (e.g. validation NDCG)."""
     start = time.perf_counter()
     rank = distributed.current()
     generator = torch.Generator().manual_seed(seed)
@@ -138,33 +153,42 @@ def fit(
     shard, batch_size = (rank.rank, rank.world), max(1, cfg.batch_size // rank.world)
     if isinstance(train, MixedBatches):
         train.generator, train.shard, train.batch_size = generator, shard, batch_size
+        train.refresh = refresh
         train_batches = train.to(device)
     else:
-        train_batches = TensorBatches(train, batch_size, True, generator, shard).to(device)
+        train_batches = TensorBatches(train, batch_size, True, generator, shard, refresh)
+        train_batches = train_batches.to(device)
     valid_batches = TensorBatches(valid, cfg.batch_size * 4).to(device)
     weighting = make_weighting(cfg.weighting, cfg.task_weights, cfg.dwa_temperature).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad] + list(weighting.parameters())
-    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    best = (eval_loss(model, valid_batches, cfg.task_weights), 0)
+    optimizer = make_optimizer(trainable, cfg.lr, cfg.weight_decay)
+    valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
+    # (criterion, epoch, valid loss): the criterion is maximised.
+    best = (monitor(model) if monitor else -valid_loss, 0, valid_loss)
     best_state = copy.deepcopy(model.state_dict())
     history: list[dict[str, float]] = []
     epoch = 0
     forward, amp = distributed.wrap(model, device), autocast_dtype(cfg.amp, device)
+    if cfg.compile:
+        # Compiles on the first batches (seconds); pays off on long runs and on GPUs.
+        forward = torch.compile(forward)
     for epoch in range(1, cfg.epochs + 1):
         train_loss, task_means = train_epoch(
             model, train_batches, optimizer, weighting, penalty, forward, amp
         )
         weighting.end_epoch(task_means)
         valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
+        score = monitor(model) if monitor else -valid_loss
         history.append(
             {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss}
+            | ({"valid_score": score} if monitor else {})
             | {f"weight.{t}": w for t, w in weighting.multipliers().items()}
         )
-        log.info("epoch %d: train %.4f valid %.4f", epoch, train_loss, valid_loss)
-        if valid_loss < best[0]:
-            best = (valid_loss, epoch)
+        log.info("epoch %d: train %.4f valid %.4f score %.4f", epoch, train_loss, valid_loss, score)
+        if score > best[0]:
+            best = (score, epoch, valid_loss)
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - best[1] > cfg.patience:
             break
     model.load_state_dict(best_state)
-    return FitResult(best[1], best[0], epoch, time.perf_counter() - start, history)
+    return FitResult(best[1], best[2], epoch, time.perf_counter() - start, history)

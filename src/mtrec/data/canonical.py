@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -10,7 +12,10 @@ import pandas as pd
 from mtrec.errors import ArtifactError
 from mtrec.io import read_json, write_tables
 
+_BAD_LINE = re.compile(r"Skipping line (\d+): (.+)")
 TABLES = ("interactions", "items", "users")
+# Optional: fixed evaluation candidates (user, item = the held-out positive, domain, negatives).
+CANDIDATES = "candidates"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,23 @@ class ParseIssue:
     examples: list[str]
 
 
+def read_csv_leniently(path: Path, issues: list[ParseIssue], **options: object) -> pd.DataFrame:
+    """``pd.read_csv`` that never judges: undecodable bytes become U+FFFD, malformed lines are
+    skipped and recorded in ``issues``, an empty file is an empty table. The data gate then
+    reports what was wrong, with the file named."""
+    options = {"encoding_errors": "replace", "on_bad_lines": "warn"} | options
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        try:
+            frame = pd.read_csv(path, **options)
+        except pd.errors.EmptyDataError:
+            frame = pd.DataFrame()
+    bad = [m for w in caught for m in _BAD_LINE.findall(str(w.message))]
+    if bad:
+        issues.append(ParseIssue(path.name, len(bad), [f"line {n}: {why}" for n, why in bad[:5]]))
+    return frame
+
+
 @dataclass
 class CanonicalTables:
     """interactions (user, item, domain, timestamp, rating, click, like), items, users."""
@@ -50,6 +72,7 @@ class CanonicalTables:
     rating_scale: tuple[float, float]
     known_genres: tuple[str, ...] = ()
     parse_issues: list[ParseIssue] = field(default_factory=list)
+    candidates: pd.DataFrame | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The tables by name."""
@@ -65,7 +88,8 @@ class CanonicalTables:
             "rows": {name: len(frame) for name, frame in self.frames().items()},
             "sources": {name: asdict(src) for name, src in self.sources.items()},
         }
-        write_tables(out_dir, self.frames(), meta)
+        extra = {} if self.candidates is None else {CANDIDATES: self.candidates}
+        write_tables(out_dir, self.frames() | extra, meta)
 
     @classmethod
     def load(cls, in_dir: str | Path) -> CanonicalTables:
@@ -76,6 +100,7 @@ class CanonicalTables:
             frames = {name: pd.read_parquet(in_dir / f"{name}.parquet") for name in TABLES}
         except FileNotFoundError as exc:
             raise ArtifactError(f"{exc.filename}: missing; run the ingest stage first") from exc
+        candidates = in_dir / f"{CANDIDATES}.parquet"
         return cls(
             **frames,
             sources={k: TableSource(**v) for k, v in meta["sources"].items()},
@@ -83,4 +108,5 @@ class CanonicalTables:
             rating_scale=tuple(meta["rating_scale"]),
             known_genres=tuple(meta["known_genres"]),
             parse_issues=[ParseIssue(**issue) for issue in meta["parse_issues"]],
+            candidates=pd.read_parquet(candidates) if candidates.exists() else None,
         )

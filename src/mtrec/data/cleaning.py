@@ -54,8 +54,11 @@ def k_core(inter: pd.DataFrame, k: int) -> tuple[pd.DataFrame, int]:
 
 
 def fill_years(items: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, int]:
-    """Items without a release year: ``impute`` the median year, or ``drop`` the items."""
+    """Items without a release year: ``impute`` the median year, or ``drop`` the items. A
+    catalogue without any year (the dataset has none) is left as it is."""
     missing = items["year"].isna()
+    if missing.all():
+        return items, 0
     if policy == "drop":
         return items[~missing], int(missing.sum())
     return items.assign(year=items["year"].fillna(items["year"].median())), int(missing.sum())

@@ -37,16 +37,14 @@ def user_features(
 
 
 def item_features(train: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
-    """Per item row: log popularity in train, and age in years at the latest train time."""
+    """Per item row: log popularity in train, and (datasets with years) age in years at the
+    latest train time."""
     popularity = np.log1p(train["item_idx"].value_counts().reindex(items["item_idx"], fill_value=0))
-    now_year = 1970 + train["timestamp"].max() / SECONDS_PER_YEAR
-    return pd.DataFrame(
-        {
-            "popularity": popularity.to_numpy(),
-            "age": (now_year - items["year"]).clip(lower=0).to_numpy(),
-        },
-        index=items.index,
-    )
+    columns = {"popularity": popularity.to_numpy()}
+    if items["year"].notna().any():
+        now_year = 1970 + train["timestamp"].max() / SECONDS_PER_YEAR
+        columns["age"] = (now_year - items["year"]).clip(lower=0).to_numpy()
+    return pd.DataFrame(columns, index=items.index)
 
 
 def tokenize(texts: pd.Series, max_tokens: int, min_count: int) -> tuple[list[list[int]], int]:

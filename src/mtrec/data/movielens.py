@@ -11,7 +11,6 @@ import logging
 import re
 import shutil
 import urllib.request
-import warnings
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtrec.config import DataConfig
-from mtrec.data.canonical import CanonicalTables, ParseIssue, TableSource
+from mtrec.data.canonical import CanonicalTables, ParseIssue, TableSource, read_csv_leniently
 from mtrec.errors import ChecksumMismatch, DataSourceError
 from mtrec.io import sha256_file
 
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 NO_GENRES = "(no genres listed)"
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
-_BAD_LINE = re.compile(r"Skipping line (\d+): (.+)")
 _GENRES = (
     "Action",
     "Adventure",
@@ -153,11 +151,7 @@ def _read(path: Path, release: MovieLensRelease, issues: list[ParseIssue]) -> pd
     recorded in ``issues``, an empty file is an empty table; validation judges the result."""
     if not path.exists():
         raise DataSourceError(f"{path}: file not found")
-    options: dict = {
-        "encoding": release.encoding,
-        "encoding_errors": "replace",
-        "on_bad_lines": "warn",
-    }
+    options: dict = {"encoding": release.encoding}
     if release.separator != ",":
         options |= {
             "sep": release.separator,
@@ -165,16 +159,7 @@ def _read(path: Path, release: MovieLensRelease, issues: list[ParseIssue]) -> pd
             "header": None,
             "names": _DAT_COLUMNS[path.name],
         }
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", pd.errors.ParserWarning)
-        try:
-            frame = pd.read_csv(path, **options)
-        except pd.errors.EmptyDataError:
-            frame = pd.DataFrame()
-    bad = [m for w in caught for m in _BAD_LINE.findall(str(w.message))]
-    if bad:
-        issues.append(ParseIssue(path.name, len(bad), [f"line {n}: {why}" for n, why in bad[:5]]))
-    return frame
+    return read_csv_leniently(path, issues, **options)
 
 
 def _genres(raw: pd.Series) -> pd.Series:

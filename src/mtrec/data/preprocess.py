@@ -42,6 +42,7 @@ from mtrec.data.splitting import (
     sample_negatives,
     temporal_split,
     thin_target,
+    valid_from_train,
 )
 from mtrec.errors import DataValidationError
 
@@ -56,16 +57,31 @@ class Processed:
     items: pd.DataFrame
     users: pd.DataFrame
     meta: dict
+    # Fixed evaluation candidates of the target's test rows (user_idx, item_idx, negatives).
+    candidates: pd.DataFrame | None = None
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tables to write, by name (candidates only when the dataset ships them)."""
+        frames = {"interactions": self.interactions, "items": self.items, "users": self.users}
+        return frames | ({} if self.candidates is None else {"candidates": self.candidates})
 
 
-def assign_domains(items: pd.DataFrame, genres: list[str]) -> np.ndarray:
-    """``target`` for items carrying any of ``genres``, else ``source``."""
-    wanted = set(genres)
+def assign_domains(items: pd.DataFrame, target: TargetConfig) -> np.ndarray:
+    """``target`` for items of domain ``target.domain`` when set, else for items carrying any of
+    ``target.genres``; ``source`` for the rest."""
+    if target.domain is not None:
+        known = sorted(items["domain"].unique())
+        if target.domain not in known:
+            raise DataValidationError(
+                f"target.domain {target.domain!r} is not a domain of the data: {known}"
+            )
+        return np.where(items["domain"] == target.domain, TARGET, SOURCE)
+    wanted = set(target.genres)
     is_target = items["categories"].map(lambda cats: bool(wanted.intersection(cats)))
     if not is_target.any():
         known = sorted({g for cats in items["categories"] for g in cats})
         raise DataValidationError(
-            f"target.genres {genres} match no item; genres in the data: {known}"
+            f"target.genres {target.genres} match no item; genres in the data: {known}"
         )
     return np.where(is_target, TARGET, SOURCE)
 
@@ -91,6 +107,17 @@ def read_predefined_split(split_dir: str | Path) -> pd.DataFrame:
             f"split file, e.g. {rows[repeated].head(3).to_dict('records')}"
         )
     return rows
+
+
+def _shipped_split(inter: pd.DataFrame) -> pd.DataFrame:
+    """The dataset's own train/test rows (protocol ``dataset``)."""
+    splits = set(inter["split"].unique()) if "split" in inter else set()
+    if not splits or not splits <= {TRAIN, TEST}:
+        raise DataValidationError(
+            f"protocol dataset needs the interactions' split column with values train / test; "
+            f"found {sorted(splits) if splits else 'no split column'}"
+        )
+    return inter
 
 
 def _select_cross_domain(inter: pd.DataFrame, cfg: PreprocessConfig, stats: dict) -> pd.DataFrame:
@@ -131,6 +158,7 @@ def _clean(
     inter = inter[inter["item"].isin(items["item"])]
     select = {
         "cross-domain": lambda: _select_cross_domain(inter, cfg, stats),
+        "dataset": lambda: _select_cross_domain(_shipped_split(inter), cfg, stats),
         "recbole-general": lambda: _select_recbole(inter, protocol, stats),
         "predefined": lambda: _select_predefined(inter, protocol, stats),
     }
@@ -149,9 +177,35 @@ def _split(
         return inter.assign(split=random_split(inter, protocol.recbole.ratios, rng))
     if protocol.name == "predefined":
         return inter
+    if protocol.name == "dataset":
+        inter = inter.assign(split=valid_from_train(inter["split"], cfg.valid_fraction, rng))
+        inter = hold_out_cold_users(inter, target.cold_user_fraction, rng)
+        return thin_target(inter, target.train_fraction, rng)
     inter = inter.assign(split=temporal_split(inter, cfg.valid_fraction, cfg.test_fraction))
     inter = hold_out_cold_users(inter, target.cold_user_fraction, rng)
     return thin_target(inter, target.train_fraction, rng)
+
+
+def map_candidates(
+    candidates: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, rows: pd.DataFrame
+) -> tuple[pd.DataFrame, int]:
+    """The dataset's fixed candidates of target test rows, in model indices. Lines whose user
+    or positive did not survive cleaning (or are not a target test row) are dropped and
+    counted; a negative outside the target catalogue is an error."""
+    item_idx = items.loc[items["domain"] == TARGET].set_index("item")["item_idx"]
+    lines = candidates.merge(users[["user", "user_idx"]], on="user")
+    lines = lines.assign(item_idx=lines["item"].map(item_idx)).dropna(subset=["item_idx"])
+    test = rows.loc[(rows["domain"] == TARGET) & (rows["split"] == TEST), ["user_idx", "item_idx"]]
+    lines = lines.astype({"item_idx": "int64"}).merge(test, on=["user_idx", "item_idx"])
+    negatives = np.concatenate(lines["negatives"].to_numpy()) if len(lines) else np.array([])
+    unknown = ~np.isin(negatives, item_idx.index.to_numpy())
+    if unknown.any():
+        raise DataValidationError(
+            f"candidates: {int(unknown.sum())} negatives are not target-domain items of the "
+            f"cleaned catalogue, e.g. {sorted(set(negatives[unknown].tolist()))[:5]}"
+        )
+    lines["negatives"] = [item_idx.reindex(n).to_numpy(np.int64) for n in lines["negatives"]]
+    return lines[["user_idx", "item_idx", "negatives"]], len(candidates) - len(lines)
 
 
 def _side_features(
@@ -180,9 +234,7 @@ def preprocess(
     rng = np.random.default_rng(cfg.seed)
     inter, items, stats = _clean(tables, cfg, protocol)
     domains = (
-        np.full(len(items), TARGET)
-        if protocol.single_domain
-        else assign_domains(items, target.genres)
+        np.full(len(items), TARGET) if protocol.single_domain else assign_domains(items, target)
     )
     items = items.assign(item_idx=np.arange(1, len(items) + 1), domain=domains)
     users = pd.DataFrame({"user": np.sort(inter["user"].unique())})
@@ -243,5 +295,12 @@ def preprocess(
         "cv_folds": cfg.cv_folds,
         "protocol": protocol.name,
     }
+    candidates = None
+    if tables.candidates is not None and not protocol.single_domain:
+        own = tables.candidates
+        if "domain" in own:
+            own = own[own["domain"] == target.domain]
+        candidates, stats["candidates_dropped"] = map_candidates(own, users, items, inter)
+        meta["candidates"] = len(candidates)
     log.info("preprocessed: %s; cleaning: %s", meta["positives"], stats)
-    return Processed(rows, out_items, users, meta)
+    return Processed(rows, out_items, users, meta, candidates)

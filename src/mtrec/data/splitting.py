@@ -50,6 +50,13 @@ def random_split(
     return pd.Series(split, index=shuffled.index).reindex(frame.index)
 
 
+def valid_from_train(split: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
+    """Move ``fraction`` of the train rows, drawn at random, to valid (early stopping) when the
+    dataset ships only train and test rows."""
+    moved = (split == TRAIN).to_numpy() & (rng.random(len(split)) < fraction)
+    return split.mask(moved, VALID)
+
+
 def hold_out_cold_users(
     frame: pd.DataFrame, fraction: float, rng: np.random.Generator
 ) -> pd.DataFrame:

@@ -117,6 +117,14 @@ def sampled_task(
     return SampledTask(users=torch.as_tensor(users), items=torch.as_tensor(items))
 
 
+def fixed_task(candidates: pd.DataFrame) -> SampledTask:
+    """The sampled protocol on the dataset's own candidates (user_idx, item_idx, negatives)."""
+    negatives = np.stack(candidates["negatives"].to_numpy()).astype(np.int64)
+    items = np.concatenate([candidates["item_idx"].to_numpy(np.int64)[:, None], negatives], 1)
+    users = candidates["user_idx"].to_numpy(np.int64, copy=True)
+    return SampledTask(users=torch.as_tensor(users), items=torch.as_tensor(items))
+
+
 def popularity(train: pd.DataFrame, task: RankingTask) -> torch.Tensor:
     """Positive count per candidate in ``train`` positives (the popularity baseline)."""
     counts = train["item_idx"].value_counts()

@@ -38,7 +38,7 @@ def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dic
     )
     out = preprocess(tables, params.target, params.preprocess, params.protocol)
     data = ProcessedData(out.interactions, out.items, out.users, out.meta)
-    rows = target_rows(data)
+    rows = target_rows(params, data)
     device = pick_device(params.transfer.train.device)
     models, seconds = {}, {}
     for name in params.transfer.strategies:

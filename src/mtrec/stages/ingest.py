@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 from mtrec.config import Params
-from mtrec.data.movielens import load_movielens
+from mtrec.data.adapters import load_dataset
 
 log = logging.getLogger(__name__)
 
 
 def run(params: Params) -> None:
     """Read the dataset with its adapter and write the canonical tables."""
-    tables = load_movielens(params.data)
+    tables = load_dataset(params.data)
     tables.save(params.paths.interim)
     log.info(
         "ingested %s -> %s: %s",

@@ -7,16 +7,21 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from mtrec.config import Params
+from mtrec.config import Params, TrainConfig
 from mtrec.core import distributed
+from mtrec.core.batches import NegativeResampler
+from mtrec.core.evaluation import SampledTask, click_scores, evaluate_sampled
 from mtrec.core.models import build_model as build_architecture
 from mtrec.core.models import load_model
 from mtrec.core.multitask import ModelSpec, MultiTaskModel
-from mtrec.data.splitting import TRAIN
-from mtrec.data.tensors import side_features, user_history
+from mtrec.core.trainer import Monitor
+from mtrec.data.embeddings import item_embedding_matrix
+from mtrec.data.splitting import TRAIN, VALID
+from mtrec.data.tensors import domain_items, sampled_task, side_features, user_history
 from mtrec.errors import ArtifactError
 from mtrec.io import atomic_path, read_json, scratch_path
 
@@ -29,6 +34,8 @@ class ProcessedData:
     items: pd.DataFrame
     users: pd.DataFrame
     meta: dict
+    # The dataset's fixed evaluation candidates of the target test rows, when it ships them.
+    candidates: pd.DataFrame | None = None
 
     def rows(self, domain: str, *splits: str) -> pd.DataFrame:
         """Labelled rows (positives and sampled negatives) of one domain and split(s)."""
@@ -44,10 +51,12 @@ class ProcessedData:
 def load_processed(params: Params) -> ProcessedData:
     """Read the preprocess stage's output directory."""
     root = Path(params.paths.processed)
+    candidates = root / "candidates.parquet"
     try:
         return ProcessedData(
             *(pd.read_parquet(root / f"{n}.parquet") for n in ("interactions", "items", "users")),
             meta=read_json(root / "meta.json"),
+            candidates=pd.read_parquet(candidates) if candidates.exists() else None,
         )
     except FileNotFoundError as exc:
         raise ArtifactError(f"{exc.filename}: missing; run the preprocess stage first") from exc
@@ -56,6 +65,11 @@ def load_processed(params: Params) -> ProcessedData:
 def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskModel:
     """A freshly initialised model (seeded) with the side features installed."""
     meta = data.meta
+    item_lm = (
+        item_embedding_matrix(params.paths.embeddings, data.items, meta["n_items"])
+        if params.model.item_encoder == "lm"
+        else None
+    )
     torch.manual_seed(seed)
     observed = data.interactions["click"] == 1
     spec = ModelSpec(
@@ -76,9 +90,12 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         levels=params.model.levels,
         text_encoder=params.model.text_encoder,
         text_kernel=params.model.text_kernel,
+        dot_product=params.model.dot_product,
         history_length=params.model.history_length if params.model.user_history != "none" else 0,
         history_heads=params.model.history_heads,
         history_layers=params.model.history_layers,
+        item_encoder=params.model.item_encoder,
+        lm_dim=0 if item_lm is None else item_lm.shape[1],
         rating_mean=float(
             data.interactions.loc[observed & (data.interactions["split"] == TRAIN), "rating"].mean()
         ),
@@ -88,8 +105,45 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
     history = (
         user_history(train, meta["n_users"], spec.history_length) if spec.history_length else None
     )
-    model.set_side_features(**side_features(data.items, data.users, meta), user_history=history)
+    model.set_side_features(
+        **side_features(data.items, data.users, meta), user_history=history, item_lm=item_lm
+    )
     return model
+
+
+def negatives_refresh(cfg: TrainConfig, data: ProcessedData) -> NegativeResampler | None:
+    """Per-epoch negative resampling over each domain's items when ``cfg`` asks for it."""
+    if not cfg.resample_negatives:
+        return None
+    items = data.items.sort_values("item_idx")
+    domains = sorted(items["domain"].unique())
+    item_domain = torch.zeros(data.meta["n_items"], dtype=torch.long)
+    pools = []
+    for index, domain in enumerate(domains):
+        members = torch.as_tensor(domain_items(items, domain))
+        item_domain[members] = index
+        pools.append(members)
+    return NegativeResampler(item_domain, pools)
+
+
+def valid_monitor(
+    params: Params, cfg: TrainConfig, data: ProcessedData, domain: str
+) -> Monitor | None:
+    """With ``cfg.early_stopping: ndcg``: sampled NDCG@K of the domain's valid positives, each
+    against ``cfg.valid_negatives`` unseen items of the domain (drawn once, seeded)."""
+    if cfg.early_stopping != "ndcg":
+        return None
+    seen, relevant = data.positives(domain, TRAIN), data.positives(domain, VALID)
+    rng = np.random.default_rng(params.preprocess.seed)
+    task = sampled_task(seen, relevant, domain_items(data.items, domain), cfg.valid_negatives, rng)
+    k = params.eval.k
+
+    def score(model: MultiTaskModel) -> float:
+        device = model.item_genres.device
+        on_device = SampledTask(task.users.to(device), task.items.to(device))
+        return evaluate_sampled(click_scores(model), on_device, k)[f"sampled_ndcg@{k}"]
+
+    return score
 
 
 def output_path(target: str | Path) -> AbstractContextManager[Path]:

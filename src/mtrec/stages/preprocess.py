@@ -21,8 +21,4 @@ def run(params: Params) -> None:
         params.preprocess,
         params.protocol,
     )
-    write_tables(
-        params.paths.processed,
-        {"interactions": out.interactions, "items": out.items, "users": out.users},
-        out.meta,
-    )
+    write_tables(params.paths.processed, out.tables(), out.meta)

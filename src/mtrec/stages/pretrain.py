@@ -10,7 +10,13 @@ from mtrec.core.trainer import fit, pick_device
 from mtrec.data.splitting import SOURCE, TRAIN, VALID
 from mtrec.data.tensors import task_columns
 from mtrec.io import write_json
-from mtrec.stages.modeling import build_model, load_processed, output_path
+from mtrec.stages.modeling import (
+    build_model,
+    load_processed,
+    negatives_refresh,
+    output_path,
+    valid_monitor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +26,11 @@ def run(params: Params) -> None:
     data = load_processed(params)
     train, valid = (task_columns(data.rows(SOURCE, s)) for s in (TRAIN, VALID))
     device = pick_device(params.pretrain.device)
+    monitor = (
+        None
+        if params.protocol.single_domain
+        else valid_monitor(params, params.pretrain, data, SOURCE)
+    )
     report: dict = {}
     with output_path(params.paths.pretrained) as out_dir:
         out_dir.mkdir()
@@ -30,7 +41,10 @@ def run(params: Params) -> None:
             log.info("%s: nothing to pretrain", report["skipped"])
         for seed in seeds:
             model = build_model(params, data, seed)
-            result = fit(model, train, valid, params.pretrain, seed, device)
+            refresh = negatives_refresh(params.pretrain, data)
+            result = fit(
+                model, train, valid, params.pretrain, seed, device, refresh=refresh, monitor=monitor
+            )
             model.cpu().save(out_dir / f"seed{seed}.pt")
             report[f"seed{seed}"] = {
                 "best_epoch": result.best_epoch,

@@ -10,6 +10,7 @@ import statistics
 from mtrec.config import Params
 from mtrec.io import read_json, write_atomic
 from mtrec.stages import curve, evaluate, transfer
+from mtrec.stages.baselines import BPR
 from mtrec.stages.evaluate import COLD
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,8 @@ log = logging.getLogger(__name__)
 MARKDOWN = "transfer.md"
 PNG = "transfer_curve.png"
 PLOT_DATA = "plots/transfer_curve.csv"
-BASELINES = ("scratch", "popularity")
+# Not candidates for "the best transfer strategy" (BPR-MF is scored at the default fraction only).
+BASELINES = ("scratch", "popularity", BPR)
 
 
 def curve_points(params: Params) -> dict[float, dict]:

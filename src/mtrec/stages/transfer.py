@@ -20,7 +20,7 @@ from mtrec.core import distributed
 from mtrec.core.batches import MixedBatches
 from mtrec.core.evaluation import evaluate_model
 from mtrec.core.multitask import MultiTaskModel
-from mtrec.core.trainer import FitResult, fit, pick_device
+from mtrec.core.trainer import FitResult, Monitor, fit, pick_device
 from mtrec.core.transfer import get_strategy
 from mtrec.data.splitting import SOURCE, TARGET, TRAIN, VALID
 from mtrec.data.tensors import domain_items, ranking_task, task_columns
@@ -31,8 +31,10 @@ from mtrec.stages.modeling import (
     build_model,
     load_checkpoint,
     load_processed,
+    negatives_refresh,
     output_path,
     pretrained_path,
+    valid_monitor,
 )
 
 log = logging.getLogger(__name__)
@@ -53,13 +55,16 @@ class Rows:
     train: dict[str, torch.Tensor]
     valid: dict[str, torch.Tensor]
     source: dict[str, torch.Tensor]
+    # Early-stopping score on the valid rows (``train.early_stopping: ndcg``); None = loss.
+    monitor: Monitor | None = None
 
 
-def target_rows(data: ProcessedData) -> Rows:
+def target_rows(params: Params, data: ProcessedData) -> Rows:
     """The default split's training rows."""
     return Rows(
         *(task_columns(data.rows(TARGET, s)) for s in (TRAIN, VALID)),
         source=task_columns(data.rows(SOURCE, TRAIN)),
+        monitor=valid_monitor(params, params.transfer.train, data, TARGET),
     )
 
 
@@ -82,7 +87,10 @@ def train_strategy(
         train = MixedBatches(
             rows.train, rows.source, weights, cfg.source_ratio, cfg.train.batch_size
         )
-    result: FitResult = fit(model, train, rows.valid, cfg.train, seed, device, strategy.penalty)
+    refresh = negatives_refresh(cfg.train, data)
+    result: FitResult = fit(
+        model, train, rows.valid, cfg.train, seed, device, strategy.penalty, refresh, rows.monitor
+    )
     return model, info | {
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
@@ -125,7 +133,7 @@ def run(params: Params, strategy: str | None = None) -> None:
     if strategy is not None and strategy not in names:
         raise ConfigError(f"{strategy!r} is not in transfer.strategies {names}")
     data = load_processed(params)
-    rows = target_rows(data)
+    rows = target_rows(params, data)
     device = pick_device(params.transfer.train.device)
     for name in names if strategy is None else [strategy]:
         _run_strategy(params, data, name, rows, device)

@@ -81,7 +81,7 @@ def validation_ndcg(params: Params, data: ProcessedData) -> float:
         data,
         params.tune.strategy,
         params.eval.seeds[0],
-        target_rows(data),
+        target_rows(params, data),
         pick_device(params.transfer.train.device),
     )
     task = ranking_task(

@@ -1,0 +1,156 @@
+"""mtrec's side of the benchmark: the bench-sized model, mtrec's own training epoch, and the
+plain-PyTorch floor loop over the same model (runs in the project's venv)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtrec.core.batches import TensorBatches
+from mtrec.core.metrics import auc
+from mtrec.core.models import build_model
+from mtrec.core.multitask import ModelSpec, MultiTaskModel
+from mtrec.core.trainer import make_optimizer, train_epoch
+from mtrec.core.weighting import StaticWeights
+
+# Shared with the peer (peer_rechub.py): embedding 16, bottom [64, 32], towers [16], 4 experts
+# of [64, 32], 2 PLE levels, dropout 0.1, Adam lr 3e-3 without weight decay.
+EMBEDDING_DIM = 16
+BOTTOM, TOWER, EXPERTS, N_EXPERTS, LEVELS, DROPOUT = (64, 32), (16,), (64, 32), 4, 2, 0.1
+LR = 3e-3
+# The peer trains click and like (like over the entire space) with equal weights.
+WEIGHTS = {"click": 1.0, "like": 1.0}
+
+
+@dataclass
+class Run:
+    """One training run: seconds per epoch and the test AUCs after the last epoch."""
+
+    epoch_seconds: list[float] = field(default_factory=list)
+    click_auc: float = float("nan")
+    like_auc: float = float("nan")
+
+
+def load_rows(path: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """Train and test columns (user, item, click, like; rating zeros) and the side tables."""
+    raw = np.load(path)
+    split = {
+        s: {c: torch.from_numpy(raw[f"{s}_{c}"]) for c in ("user", "item", "click", "like")}
+        for s in ("train", "test")
+    }
+    for columns in split.values():
+        columns["rating"] = torch.zeros_like(columns["click"])
+    side = {k: raw[k] for k in ("item_tokens", "item_genre_ids")}
+    side |= {k: int(raw[k]) for k in ("n_users", "n_items", "n_tokens", "n_genres")}
+    return split["train"], split["test"], side
+
+
+def bench_model(architecture: str, side: Mapping, seed: int) -> MultiTaskModel:
+    """The benchmark-sized model: ids, text bag and genres (the features the peer gets too);
+    no numeric side features (zero columns), so both see the same inputs."""
+    torch.manual_seed(seed)
+    spec = ModelSpec(
+        n_users=side["n_users"],
+        n_items=side["n_items"],
+        n_tokens=side["n_tokens"],
+        n_genres=side["n_genres"],
+        n_user_features=0,
+        n_item_features=0,
+        max_tokens=side["item_tokens"].shape[1],
+        embedding_dim=EMBEDDING_DIM,
+        bottom_dims=BOTTOM,
+        tower_dims=TOWER,
+        dropout=DROPOUT,
+        rating_mean=0.0,
+        architecture=architecture,
+        n_experts=N_EXPERTS,
+        expert_dims=EXPERTS,
+        levels=LEVELS,
+    )
+    with warnings.catch_warnings():
+        # The zero-width side-feature projections warn that initialising them is a no-op.
+        warnings.simplefilter("ignore", UserWarning)
+        model = build_model(spec)
+    ids = torch.from_numpy(side["item_genre_ids"])
+    genres = torch.zeros(spec.n_items, spec.n_genres + 1).scatter_(1, ids, 1.0)[:, 1:]
+    model.set_side_features(
+        torch.from_numpy(side["item_tokens"]),
+        genres,
+        torch.zeros(spec.n_items, 0),
+        torch.zeros(spec.n_users, 0),
+    )
+    return model
+
+
+@torch.no_grad()
+def test_aucs(model: MultiTaskModel, test: Mapping[str, torch.Tensor], run: Run) -> Run:
+    """Click AUC on every test row, like AUC on the clicked ones (the core's rank AUC)."""
+    model.eval()
+    out = model(test["user"], test["item"])
+    clicked = test["click"] > 0
+    run.click_auc = auc(out["click"], test["click"])
+    run.like_auc = auc(out["like"][clicked], test["like"][clicked])
+    return run
+
+
+def train_mtrec(
+    architecture: str,
+    train: Mapping[str, torch.Tensor],
+    test: Mapping[str, torch.Tensor],
+    side: Mapping,
+    batch_size: int,
+    epochs: int,
+    seed: int = 0,
+    compile_model: bool = False,
+) -> Run:
+    """mtrec's core: TensorBatches + ``train_epoch`` + the optimizer ``fit`` builds."""
+    model = bench_model(architecture, side, seed)
+    generator = torch.Generator().manual_seed(seed)
+    batches = TensorBatches(train, batch_size, True, generator)
+    weighting = StaticWeights(WEIGHTS)
+    optimizer = make_optimizer(list(model.parameters()), LR, 0.0)
+    forward = torch.compile(model) if compile_model else None
+    run = Run()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        train_epoch(model, batches, optimizer, weighting, forward=forward)
+        run.epoch_seconds.append(time.perf_counter() - start)
+    return test_aucs(model, test, run)
+
+
+def train_floor(
+    train: Mapping[str, torch.Tensor],
+    test: Mapping[str, torch.Tensor],
+    side: Mapping,
+    batch_size: int,
+    epochs: int,
+    seed: int = 0,
+) -> Run:
+    """The floor: the same shared-bottom model in the shortest loop plain PyTorch allows
+    (one permutation per epoch, slices, click + like BCE, default Adam)."""
+    model = bench_model("shared_bottom", side, seed)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    user, item, click, like = (train[c] for c in ("user", "item", "click", "like"))
+    run = Run()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(user), generator=generator)
+        u, i, c, lk = user[perm], item[perm], click[perm], like[perm]
+        for s in range(0, len(u), batch_size):
+            out = model(u[s : s + batch_size], i[s : s + batch_size])
+            loss = F.binary_cross_entropy_with_logits(
+                out["click"], c[s : s + batch_size]
+            ) + F.binary_cross_entropy_with_logits(out["like"], lk[s : s + batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        run.epoch_seconds.append(time.perf_counter() - start)
+    return test_aucs(model, test, run)

@@ -1,0 +1,285 @@
+"""``make bench``: every number of benchmarks/README.md, measured in one run on the same rows.
+
+Training throughput (mtrec, the plain-PyTorch floor, torch-rechub in its own venv),
+full-ranking evaluation throughput, each pipeline stage's wall time and peak RSS, and
+scaling to 4x and 16x the rows. Writes benchmarks/results.json; report.py renders it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import models  # noqa: E402
+import report  # noqa: E402
+import rows  # noqa: E402
+import stages  # noqa: E402
+
+ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm")
+
+
+def log(message: str) -> None:
+    """Progress on stderr (the bench runs for minutes)."""
+    print(
+        f"[bench {time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {message}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def summarise(runs: list[models.Run], n_rows: int) -> dict:
+    """Median samples/s over the runs (one epoch each) and the median run's AUCs."""
+    rates = [n_rows / r.epoch_seconds[-1] for r in runs]
+    middle = sorted(range(len(runs)), key=rates.__getitem__)[len(runs) // 2]
+    return {
+        "samples_per_s": round(statistics.median(rates)),
+        "runs_samples_per_s": [round(r) for r in rates],
+        "click_auc": round(runs[middle].click_auc, 4),
+        "like_auc": round(runs[middle].like_auc, 4),
+    }
+
+
+def peer(python: Path, rows_path: Path, batch: int, threads: int) -> dict:
+    """torch-rechub, one epoch per model, in its own venv."""
+    done = subprocess.run(
+        [
+            str(python),
+            str(HERE / "peer_rechub.py"),
+            str(rows_path),
+            "--batch",
+            str(batch),
+            "--epochs",
+            "1",
+            "--threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def training(rows_path: Path, peer_python: Path | None, repeats: int, threads: int) -> dict:
+    """Per batch size: the peer's four models, then mtrec's and the floor's, ``repeats``
+    one-epoch runs each interleaved (mtrec, floor, mtrec, ...) so load hits all alike."""
+    train, test, side = models.load_rows(str(rows_path))
+    n = len(train["user"])
+    out: dict = {}
+    for batch in (1024, 4096):
+        entry: dict = {"loadavg": [os.getloadavg()[0]]}
+        if peer_python is not None:
+            log(f"peer, batch {batch}")
+            got = peer(peer_python, rows_path, batch, threads)
+            entry["peer"] = {
+                m: summarise(
+                    [
+                        models.Run(
+                            r[str(batch)]["epoch_seconds"],
+                            r[str(batch)]["click_auc"],
+                            r[str(batch)]["like_auc"],
+                        )
+                    ],
+                    n,
+                )
+                for m, r in got["results"].items()
+            }
+        runs: dict[str, list[models.Run]] = {a: [] for a in (*ARCHITECTURES, "floor")}
+        for rep in range(repeats):
+            log(f"mtrec + floor, batch {batch}, repeat {rep + 1}/{repeats}")
+            for arch in ARCHITECTURES:
+                runs[arch].append(models.train_mtrec(arch, train, test, side, batch, 1, seed=rep))
+                if arch == "shared_bottom":
+                    runs["floor"].append(models.train_floor(train, test, side, batch, 1, rep))
+        entry["mtrec"] = {a: summarise(r, n) for a, r in runs.items() if a != "floor"}
+        entry["floor"] = summarise(runs["floor"], n)
+        entry["loadavg"].append(os.getloadavg()[0])
+        out[str(batch)] = entry
+    return out
+
+
+def ranking(rows_path: Path, repeats: int) -> list[dict]:
+    """Full ranking of every user with the core's ranking_metrics and score_matrix, over the
+    pipeline's candidates (every target item) and over every item; train positives masked,
+    test positives relevant (speed does not depend on the weights: the model is untrained)."""
+    import numpy as np
+
+    from mtrec.core.metrics import ranking_metrics
+
+    train, test, side = models.load_rows(str(rows_path))
+    model = models.bench_model("shared_bottom", side, 0).eval()
+    users = torch.arange(1, side["n_users"])
+    out = []
+    for name, items in (
+        ("target items", torch.from_numpy(np.load(rows_path)["target_items"])),
+        ("all items", torch.arange(1, side["n_items"])),
+    ):
+        column = torch.full((side["n_items"],), -1, dtype=torch.long)
+        column[items] = torch.arange(len(items))
+
+        def pairs(split: dict, column: torch.Tensor = column) -> tuple[torch.Tensor, ...]:
+            keep = (split["click"] > 0) & (column[split["item"]] >= 0)
+            return split["user"][keep], column[split["item"][keep]]
+
+        seen, relevant = pairs(train), pairs(test)
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            ranking_metrics(
+                lambda u, items=items: model.score_matrix(u, items),
+                users,
+                seen,
+                relevant,
+                len(items),
+                10,
+                256,
+            )
+            seconds.append(time.perf_counter() - start)
+        best = statistics.median(seconds)
+        out.append(
+            {
+                "candidates": name,
+                "users": len(users),
+                "items": len(items),
+                "seconds": round(best, 3),
+                "users_per_s": round(len(users) / best),
+            }
+        )
+    return out
+
+
+def scaling(
+    processed: Path, scratch: Path, factors: list[int], threads: int, limit: int | None
+) -> list[dict]:
+    """mtrec shared_bottom, one epoch at batch 4096, each scale in a fresh process (its own
+    peak RSS)."""
+    results = []
+    for k in factors:
+        path = scratch / f"rows_x{k}.npz"
+        rows.build_rows(processed, path, replicate=k, limit=limit)
+        log(f"scaling x{k}")
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "run.py"),
+                "--scale-worker",
+                str(path),
+                "--threads",
+                str(threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append({"factor": k} | json.loads(done.stdout.strip().splitlines()[-1]))
+        path.unlink()
+    return results
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Not getrusage: Linux carries ru_maxrss across fork + exec, so
+    a worker would report its parent's peak; VmHWM starts afresh with the new image."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def scale_worker(path: str, threads: int) -> None:
+    """One scaling point (child process): prints rows, samples/s, seconds and peak RSS."""
+    torch.set_num_threads(threads)
+    train, test, side = models.load_rows(path)
+    run = models.train_mtrec("shared_bottom", train, test, side, 4096, 1)
+    n = len(train["user"])
+    print(
+        json.dumps(
+            {
+                "rows": n,
+                "seconds": round(run.epoch_seconds[0], 2),
+                "samples_per_s": round(n / run.epoch_seconds[0]),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
+    )
+
+
+def main() -> None:
+    """Run every part and write results.json and README.md."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--peer-python", type=Path, help="python of the torch-rechub venv")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--train-rows", type=int, help="a random subset of the train rows (a shorter bench)"
+    )
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--full-pipeline",
+        action="store_true",
+        help="time the stages with params.yaml as it is (~30 min)",
+    )
+    parser.add_argument("--scale-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scale_worker:
+        scale_worker(args.scale_worker, args.threads)
+        return
+    torch.set_num_threads(args.threads)
+    # The arguments make passes through BENCH_ARGS (all but the peer's interpreter).
+    argv = sys.argv[1:]
+    if "--peer-python" in argv:
+        at = argv.index("--peer-python")
+        argv = argv[:at] + argv[at + 2 :]
+    extra = argv
+    started = time.perf_counter()
+    result: dict = {
+        "command": "make bench" + (f' BENCH_ARGS="{" ".join(extra)}"' if extra else ""),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "train_rows": args.train_rows,
+        "loadavg_start": os.getloadavg(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+    with tempfile.TemporaryDirectory(prefix="mtrec-bench-") as tmp:
+        scratch = Path(tmp)
+        log("pipeline stages in a scratch workspace")
+        workspace = scratch / "workspace"
+        workspace.mkdir()
+        result["stages"] = stages.run_pipeline(
+            PROJECT, workspace, not args.full_pipeline, args.threads
+        )
+        result["stages_quick"] = not args.full_pipeline
+        processed = workspace / "data" / "processed"
+        rows_path = scratch / "rows.npz"
+        result["rows"] = rows.build_rows(processed, rows_path, limit=args.train_rows)
+        result["training"] = training(rows_path, args.peer_python, args.repeats, args.threads)
+        log("full ranking")
+        result["ranking"] = ranking(rows_path, args.repeats)
+        result["scaling"] = scaling(processed, scratch, args.scales, args.threads, args.train_rows)
+    result["loadavg_end"] = os.getloadavg()
+    result["bench_seconds"] = round(time.perf_counter() - started)
+    (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    report.write(result, HERE)
+    log(f"done in {result['bench_seconds']} s: benchmarks/README.md, results.json")
+
+
+if __name__ == "__main__":
+    main()
