@@ -17,6 +17,7 @@ ALL_STAGES = {
     "pretrain",
     "transfer@scratch",
     "transfer@finetune",
+    "baselines",
     "evaluate",
     "curve@0.2",
     "report",
@@ -142,6 +143,7 @@ def test_repro_runs_everything_then_caches_then_reruns_only_dependents(project) 
         "preprocess",
         "embed_items",
         "pretrain",
+        "baselines",  # reads baselines.*, not transfer.train.*
     }
     registration = json.loads((project / "reports" / "registration.json").read_text())
     assert registration["version"] == "2"

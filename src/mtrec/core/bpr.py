@@ -35,8 +35,10 @@ class BPRMF(nn.Module):
         super().__init__()
         self.user = nn.Embedding(n_users, dim)
         self.item = nn.Embedding(n_items, dim)
+        # Xavier-normal, as RecBole's BPR: std ~ 0.01 for large tables. A larger start (0.1)
+        # scored HR@10 .13 against .20 on the Amazon Phone candidates, below popularity.
         for emb in (self.user, self.item):
-            nn.init.normal_(emb.weight, std=0.1)
+            nn.init.xavier_normal_(emb.weight)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Row-wise scores: [n] users, [n] items -> [n]."""
