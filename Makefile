@@ -32,7 +32,7 @@ run: install
 # One torch thread per process: the end-to-end tests run several processes at once (Airflow
 # workers, dvc, stages), and two-thread processes on two cores slow each other down severalfold.
 test: install
-	OMP_NUM_THREADS=1 python -m pytest
+	OMP_NUM_THREADS=1 python -m pytest --durations=25
 
 # Local UIs. `make airflow`: Airflow standalone on the project's DAGs (UI :8080, login printed;
 # Ctrl-C stops it all). `make mlflow`: the MLflow UI on the local registry (:5000).

@@ -304,11 +304,11 @@ class BPRConfig(_Section):
     """BPR matrix factorisation on the target's positives alone (the single-domain baseline)."""
 
     embedding_dim: int = Field(64, ge=1)
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(1024, ge=1)
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    patience: int = Field(5, ge=0, description="epochs without validation gain before stopping")
+    patience: int = Field(10, ge=0, description="epochs without validation gain before stopping")
 
 
 class BaselinesConfig(_Section):
