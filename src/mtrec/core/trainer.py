@@ -184,7 +184,8 @@ def fit(
             | ({"valid_score": score} if monitor else {})
             | {f"weight.{t}": w for t, w in weighting.multipliers().items()}
         )
-        log.info("epoch %d: train %.4f valid %.4f score %.4f", epoch, train_loss, valid_loss, score)
+        monitored = f" valid score {score:.4f}" if monitor else ""
+        log.info("epoch %d: train %.4f valid %.4f%s", epoch, train_loss, valid_loss, monitored)
         if score > best[0]:
             best = (score, epoch, valid_loss)
             best_state = copy.deepcopy(model.state_dict())
