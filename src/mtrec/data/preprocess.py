@@ -177,12 +177,12 @@ def _split(
         return inter.assign(split=random_split(inter, protocol.recbole.ratios, rng))
     if protocol.name == "predefined":
         return inter
-    if protocol.name == "dataset":
-        inter = inter.assign(split=valid_from_train(inter["split"], cfg.valid_fraction, rng))
-        inter = hold_out_cold_users(inter, target.cold_user_fraction, rng)
-        return thin_target(inter, target.train_fraction, rng)
-    inter = inter.assign(split=temporal_split(inter, cfg.valid_fraction, cfg.test_fraction))
-    inter = hold_out_cold_users(inter, target.cold_user_fraction, rng)
+    split = (
+        valid_from_train(inter["split"], cfg.valid_fraction, rng)  # the dataset's own test rows
+        if protocol.name == "dataset"
+        else temporal_split(inter, cfg.valid_fraction, cfg.test_fraction)
+    )
+    inter = hold_out_cold_users(inter.assign(split=split), target.cold_user_fraction, rng)
     return thin_target(inter, target.train_fraction, rng)
 
 

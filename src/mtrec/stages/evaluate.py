@@ -302,7 +302,6 @@ def evaluation_report(
         "k": params.eval.k,
         "seeds": list(params.eval.seeds),
         "protocol": params.protocol.name,
-        "target_genres": params.target.genres,
         "target": params.target.domain or params.target.genres,
         "train_fraction": params.target.train_fraction,
         "test_users": len(test.ranking.users),
