@@ -72,6 +72,7 @@ def bench_model(architecture: str, side: Mapping, seed: int) -> MultiTaskModel:
         n_experts=N_EXPERTS,
         expert_dims=EXPERTS,
         levels=LEVELS,
+        score_tasks=tuple(WEIGHTS),  # the peer's two tasks: no rating head
     )
     with warnings.catch_warnings():
         # The zero-width side-feature projections warn that initialising them is a no-op.

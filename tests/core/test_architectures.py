@@ -96,6 +96,37 @@ def test_ple_stacks_the_requested_levels() -> None:
     assert model.levels[0].shared_gate is not None and model.levels[1].shared_gate is None
 
 
+@pytest.mark.parametrize("architecture", ALL)
+def test_a_task_left_out_of_the_spec_gets_no_head(architecture) -> None:
+    full = tiny_model(architecture=architecture)
+    lean = tiny_model(architecture=architecture, score_tasks=("click", "like"))
+    out = lean(USERS, ITEMS)
+    assert set(out) == {"click", "like", "category"}
+    n_params = sum(p.numel() for p in lean.parameters())
+    assert n_params < sum(p.numel() for p in full.parameters())
+    rows = learnable_rows(64)
+    lean_cfg = SYNTHETIC_TRAINING.model_copy(
+        update={"epochs": 2, "task_weights": {"click": 1.0, "like": 1.0, "rating": 0.0}}
+    )
+    fit(lean, rows, rows, lean_cfg, seed=0, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"\['rating'\] are above 0 but the model was built"):
+        fit(lean, rows, rows, SYNTHETIC_TRAINING, seed=0, device=torch.device("cpu"))
+
+
+def test_ple_without_a_task_drops_that_tasks_experts() -> None:
+    full = tiny_model(architecture="ple")
+    lean = tiny_model(architecture="ple", score_tasks=("click", "like"))
+    assert set(lean.levels[0].task_experts) == {"click", "like"}
+    assert set(full.levels[0].task_experts) == {"click", "like", "rating"}
+
+
+def test_score_tasks_must_include_click_and_esmm_needs_like() -> None:
+    with pytest.raises(ValueError, match="must include 'click'"):
+        tiny_model(score_tasks=("like", "rating"))
+    with pytest.raises(ValueError, match="ESMM models click and like"):
+        tiny_model(architecture="esmm", score_tasks=("click", "rating"))
+
+
 def test_unknown_architecture_is_an_error() -> None:
     spec = tiny_model().spec
     with pytest.raises(ValueError, match="unknown architecture 'mmeo'"):

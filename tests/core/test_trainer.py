@@ -76,6 +76,9 @@ def test_evaluate_model_reports_every_metric() -> None:
         "mrr",
     }
     assert all(0.0 <= metrics[m] <= 1.0 for m in ("click_auc", "ndcg@5", "hr@5", "mrr"))
+    lean = tiny_model(score_tasks=("click",))
+    assert "like_auc" not in evaluate_model(lean, rows, task, k=5, block=1)
+    assert "rating_rmse" not in evaluate_model(lean, rows, task, k=5, block=1)
 
 
 def test_bf16_autocast_trains() -> None:

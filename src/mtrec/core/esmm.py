@@ -18,16 +18,23 @@ _EPS = 1e-7
 
 
 class ESMM(MultiTaskModel):
-    """pair -> CTR tower, CVR (like given click) tower, rating tower."""
+    """pair -> CTR tower, CVR (like given click) tower, and a rating tower when rating is one
+    of the spec's tasks."""
 
     def __init__(self, spec: ModelSpec) -> None:
+        if "like" not in spec.score_tasks:
+            raise ValueError("ESMM models click and like: score_tasks must include 'like'")
         super().__init__(spec)
         dims = (*spec.bottom_dims, *spec.tower_dims)
-        self.towers = towers(self.encoder.out_dim, dims, spec.dropout, ("ctr", "cvr", "rating"))
+        names = ("ctr", "cvr", "rating") if "rating" in spec.score_tasks else ("ctr", "cvr")
+        self.towers = towers(self.encoder.out_dim, dims, spec.dropout, names)
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-        ctr, cvr, rating = (self.towers[t](pairs).squeeze(-1) for t in ("ctr", "cvr", "rating"))
+        ctr, cvr = (self.towers[t](pairs).squeeze(-1) for t in ("ctr", "cvr"))
         log_ctcvr = F.logsigmoid(ctr) + F.logsigmoid(cvr)  # log p(click and like)
         # Back to a logit so the shared BCE-with-logits loss applies to pCTCVR directly.
         log_not = torch.log(torch.clamp(-torch.expm1(log_ctcvr), min=_EPS))
-        return {"click": ctr, "like": log_ctcvr - log_not, "rating": rating}
+        out = {"click": ctr, "like": log_ctcvr - log_not}
+        if "rating" in self.towers:
+            out["rating"] = self.towers["rating"](pairs).squeeze(-1)
+        return out

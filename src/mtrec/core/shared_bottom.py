@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from mtrec.core.layers import mlp, towers
-from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
+from mtrec.core.multitask import ModelSpec, MultiTaskModel
 
 
 class SharedBottom(MultiTaskModel):
@@ -21,7 +21,7 @@ class SharedBottom(MultiTaskModel):
         super().__init__(spec)
         self.bottom = mlp(self.encoder.out_dim, list(spec.bottom_dims), spec.dropout)
         width = spec.bottom_dims[-1] if spec.bottom_dims else self.encoder.out_dim
-        self.towers = towers(width, spec.tower_dims, spec.dropout, SCORE_TASKS)
+        self.towers = towers(width, spec.tower_dims, spec.dropout, spec.score_tasks)
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden = self.bottom(pairs)  # [n, bottom_dims[-1]]

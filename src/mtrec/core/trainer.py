@@ -14,7 +14,7 @@ import torch
 from mtrec.core import distributed
 from mtrec.core.batches import MixedBatches, Refresh, TensorBatches
 from mtrec.core.losses import task_losses
-from mtrec.core.multitask import MultiTaskModel
+from mtrec.core.multitask import SCORE_TASKS, MultiTaskModel
 from mtrec.core.weighting import StaticWeights, make_weighting
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,9 @@ def eval_loss(model: MultiTaskModel, batches: TensorBatches, weights: Mapping[st
     total, n = 0.0, 0
     for batch in batches:
         loss = static.combine(
-            task_losses(model(batch["user"], batch["item"]), batch, model.item_genres)
+            task_losses(
+                model(batch["user"], batch["item"]), batch, model.item_genres, static.weights
+            )
         )
         total += loss.item() * len(batch["user"])
         n += len(batch["user"])
@@ -146,6 +148,16 @@ def fit(
     validation loss, so all stop at the same epoch with the same weights. ``refresh`` rewrites
     the training columns each epoch (e.g. :class:`NegativeResampler`); ``monitor`` replaces
     the validation loss as the early-stopping criterion (e.g. validation NDCG)."""
+    headless = [
+        t
+        for t, w in cfg.task_weights.items()
+        if w and t in SCORE_TASKS and t not in model.spec.score_tasks
+    ]
+    if headless:
+        raise ValueError(
+            f"task_weights {headless} are above 0 but the model was built without those heads "
+            f"(score_tasks {model.spec.score_tasks}); rebuild it with them"
+        )
     start = time.perf_counter()
     rank = distributed.current()
     generator = torch.Generator().manual_seed(seed)

@@ -17,7 +17,7 @@ from mtrec.core.batches import NegativeResampler
 from mtrec.core.evaluation import SampledTask, click_scores, evaluate_sampled
 from mtrec.core.models import build_model as build_architecture
 from mtrec.core.models import load_model
-from mtrec.core.multitask import ModelSpec, MultiTaskModel
+from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
 from mtrec.core.trainer import Monitor
 from mtrec.data.embeddings import item_embedding_matrix
 from mtrec.data.splitting import TRAIN, VALID
@@ -62,6 +62,20 @@ def load_processed(params: Params) -> ProcessedData:
         raise ArtifactError(f"{exc.filename}: missing; run the preprocess stage first") from exc
 
 
+def score_tasks(params: Params) -> tuple[str, ...]:
+    """The heads a model gets: click (it ranks) and every score task weighted above 0 in
+    pretraining or transfer (one spec for source and target models); ESMM always models like."""
+    weighted = {
+        task
+        for cfg in (params.pretrain, params.transfer.train)
+        for task, weight in cfg.task_weights.items()
+        if weight
+    }
+    if params.model.architecture == "esmm":
+        weighted.add("like")
+    return tuple(t for t in SCORE_TASKS if t == "click" or t in weighted)
+
+
 def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskModel:
     """A freshly initialised model (seeded) with the side features installed."""
     meta = data.meta
@@ -96,6 +110,7 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         history_layers=params.model.history_layers,
         item_encoder=params.model.item_encoder,
         lm_dim=0 if item_lm is None else item_lm.shape[1],
+        score_tasks=score_tasks(params),
         rating_mean=float(
             data.interactions.loc[observed & (data.interactions["split"] == TRAIN), "rating"].mean()
         ),
