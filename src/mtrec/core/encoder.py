@@ -11,6 +11,7 @@ encoder something that transfers to items of a new domain (whose ids were never 
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,6 +24,14 @@ if TYPE_CHECKING:
 
 # User vector (d) + item id, text, genre and side vectors (4d).
 PAIR_WIDTH = 5
+
+
+def linear(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
+    """``nn.Linear``; a dataset without genres or side features gives a zero-width one (a
+    constant: its bias), built without torch's warning that initialising it is a no-op."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+        return nn.Linear(n_in, n_out, bias=bias)
 
 
 class PairEncoder(nn.Module):
@@ -39,10 +48,10 @@ class PairEncoder(nn.Module):
             if spec.text_encoder == "cnn"
             else TextBag(spec.n_tokens, d)
         )
-        self.genre = nn.Linear(spec.n_genres, d, bias=False)
-        self.user_side = nn.Linear(spec.n_user_features, d)
-        self.item_side = nn.Linear(spec.n_item_features, d)
-        self.category = nn.Linear(d, spec.n_genres)
+        self.genre = linear(spec.n_genres, d, bias=False)
+        self.user_side = linear(spec.n_user_features, d)
+        self.item_side = linear(spec.n_item_features, d)
+        self.category = linear(d, spec.n_genres)
         # Side data lives with the model so a batch is just (user, item) indices.
         self.register_buffer(
             "item_tokens", torch.zeros(spec.n_items, spec.max_tokens, dtype=torch.long)
