@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mtrec.core.layers import TextBag, TextCNN
 from mtrec.core.trainer import fit
@@ -24,6 +25,24 @@ def test_text_encoders_ignore_padding(text) -> None:
     assert out.shape == (2, 4)
     assert torch.allclose(out[0], text(longer)[0], atol=1e-6)
     assert torch.equal(text(longer)[1], torch.zeros(4))
+
+
+def test_text_bag_ragged_cpu_path_equals_the_padded_bag() -> None:
+    # The CPU path drops the padding before the bag; the result and the gradient must be the
+    # padded embedding_bag's (what CUDA runs), padding anywhere, empty rows included.
+    torch.manual_seed(0)
+    bag = TextBag(50, 8)
+    tokens = torch.randint(0, 50, (64, 7))
+    tokens[::5] = 0
+    ragged = bag(tokens)
+    ragged.square().sum().backward()
+    ragged_grad = bag.embedding.weight.grad.clone()
+    bag.embedding.weight.grad = None
+    padded = F.embedding_bag(tokens, bag.embedding.weight, mode="mean", padding_idx=0)
+    padded.square().sum().backward()
+    torch.testing.assert_close(ragged, padded)
+    torch.testing.assert_close(ragged_grad, bag.embedding.weight.grad)
+    assert torch.equal(ragged[::5], torch.zeros(13, 8))
 
 
 def test_text_cnn_sees_word_order_and_bag_does_not() -> None:

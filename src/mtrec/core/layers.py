@@ -66,7 +66,15 @@ class TextBag(nn.Module):
         # tokens: [batch, max_tokens] -> [batch, dim]. One fused embedding_bag kernel (padding
         # excluded from the mean, empty bags -> zeros) instead of gather * mask, sum, divide:
         # the masked product was a third of a training step.
-        return F.embedding_bag(tokens, self.embedding.weight, mode="mean", padding_idx=0)
+        if tokens.device.type != "cpu":  # no boolean indexing: it would sync with the GPU
+            return F.embedding_bag(tokens, self.embedding.weight, mode="mean", padding_idx=0)
+        # On the CPU, the bag's backward sorts every index it was given, padding included:
+        # passing only the real tokens (ragged, with offsets) makes it 2x cheaper on ML titles
+        # (3.2 tokens per item, padded to 24).
+        real = tokens > 0
+        counts = real.sum(1)
+        offsets = torch.cumsum(counts, 0) - counts
+        return F.embedding_bag(tokens[real], self.embedding.weight, offsets, mode="mean")
 
 
 class TextCNN(nn.Module):
