@@ -65,3 +65,26 @@ def test_preset_command_rewrites_the_params_file(tmp_path) -> None:
     assert (params.data.dataset, params.target.domain) == ("amazon-disencdr", "phone")
     assert params.transfer.strategies == load_params(PARAMS).transfer.strategies  # kept
     assert main(["preset", "nope", "--params", str(tmp_path / "params.yaml")]) == 1
+
+
+def test_lm_fine_tuning_is_off_by_default_and_needs_the_lm_encoder() -> None:
+    params = load_params(PARAMS)
+    assert params.model.lm_finetune_layers == 0 and params.embed.max_tokens == 32
+    lm = {"item_encoder": "lm", "lm_finetune_layers": 6}
+    assert load_params(PARAMS, {"model": lm}).model.lm_finetune_layers == 6
+    with pytest.raises(ConfigError, match=r"set model\.item_encoder lm"):
+        load_params(PARAMS, {"model": {"lm_finetune_layers": 1}})
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ({"model": {"item_encoder": "lm", "lm_finetune_layers": 7}}, r"model\.lm_finetune_layers"),
+        ({"model": {"item_encoder": "lm", "lm_finetune_layers": -1}}, r"model\.lm_finetune_layers"),
+        ({"embed": {"max_tokens": 1}}, r"embed\.max_tokens"),
+        ({"embed": {"max_tokens": 257}}, r"embed\.max_tokens"),
+    ],
+)
+def test_lm_fine_tuning_values_out_of_range_are_rejected(override, key) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_params(PARAMS, override)

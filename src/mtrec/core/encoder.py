@@ -2,11 +2,12 @@
 
 Users are an id embedding plus projected side features, plus (``history_length`` > 0) a
 Transformer over their last N training items; items are an id vector (a learned id embedding,
-or with ``item_encoder: lm`` a trained projection of the item's frozen sentence embedding,
-which new items have before their first interaction), a text encoding of title and tags (bag
-of words or CNN), projected genres and projected side features. The
-item-genre head reads the text encoding only, so pretraining on genres teaches the text
-encoder something that transfers to items of a new domain (whose ids were never seen).
+or with ``item_encoder: lm`` a trained projection of the item's sentence embedding, which new
+items have before their first interaction: frozen, or with ``lm_layers`` > 0 the output of the
+sentence encoder's top layers trained over cached token states), a text encoding of title and
+tags (bag of words or CNN), projected genres and projected side features. The item-genre head
+reads the text encoding only, so pretraining on genres teaches the text encoder something
+that transfers to items of a new domain (whose ids were never seen).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from mtrec.core.layers import HistoryTransformer, TextBag, TextCNN
+from mtrec.core.lm_top import LMTop
 
 if TYPE_CHECKING:
     from mtrec.core.multitask import ModelSpec
@@ -60,12 +62,25 @@ class PairEncoder(nn.Module):
         self.register_buffer("item_features", torch.zeros(spec.n_items, spec.n_item_features))
         self.register_buffer("user_features", torch.zeros(spec.n_users, spec.n_user_features))
         self.lm: nn.Linear | None = None
-        if spec.item_encoder == "lm":
+        self.lm_top: LMTop | None = None
+        if spec.item_encoder == "lm" and spec.lm_layers:
+            # The encoder's top layers train; their input, the token states, is frozen (buffers).
+            shape = (spec.n_items, spec.lm_seq_len)
+            self.register_buffer("item_lm_states", torch.zeros(*shape, spec.lm_dim).half())
+            self.register_buffer("item_lm_mask", torch.zeros(*shape, dtype=torch.bool))
+            self.lm = nn.Linear(spec.lm_dim, d)
+            self.lm_top = LMTop(
+                spec.lm_layers, spec.lm_dim, spec.lm_heads, spec.lm_ffn_dim, spec.dropout
+            )
+        elif spec.item_encoder == "lm":
             # Frozen by construction: a buffer, never a parameter; only the projection trains.
             self.register_buffer("item_lm", torch.zeros(spec.n_items, spec.lm_dim))
             self.lm = nn.Linear(spec.lm_dim, d)
-        elif spec.item_encoder != "id":
-            raise ValueError(f"unknown item_encoder {spec.item_encoder!r}; known: id, lm")
+        elif spec.item_encoder != "id" or spec.lm_layers:
+            raise ValueError(
+                f"item_encoder {spec.item_encoder!r} with lm_layers {spec.lm_layers}: known "
+                "encoders id, lm; only lm has layers to fine-tune"
+            )
         self.history: HistoryTransformer | None = None
         if spec.history_length:
             self.history = HistoryTransformer(
@@ -85,12 +100,23 @@ class PairEncoder(nn.Module):
         user_features: torch.Tensor,
         user_history: torch.Tensor | None = None,
         item_lm: torch.Tensor | None = None,
+        item_lm_states: torch.Tensor | None = None,
+        item_lm_mask: torch.Tensor | None = None,
     ) -> None:
         """Install token ids [n_items, max_tokens], genre multi-hot [n_items, n_genres],
         numeric features [n_items, ·] and [n_users, ·], (history models) each user's last
         training items [n_users, history_length] and (lm items) the sentence embeddings
-        [n_items, lm_dim]."""
-        if self.lm is not None:
+        [n_items, lm_dim] or, with ``lm_layers`` > 0, the token states entering the top layers
+        [n_items, lm_seq_len, lm_dim] and their mask [n_items, lm_seq_len]."""
+        if self.lm_top is not None:
+            if item_lm_states is None or item_lm_mask is None:
+                raise ValueError(
+                    "this model fine-tunes the LM's top layers: pass item_lm_states and "
+                    "item_lm_mask"
+                )
+            self.item_lm_states.copy_(item_lm_states)
+            self.item_lm_mask.copy_(item_lm_mask)
+        elif self.lm is not None:
             if item_lm is None:
                 raise ValueError("this model encodes items by their text embedding: pass item_lm")
             self.item_lm.copy_(item_lm)
@@ -114,8 +140,16 @@ class PairEncoder(nn.Module):
     def item_ids(self, items: torch.Tensor) -> torch.Tensor:
         """The item's own vector [n] -> [n, d]: its id embedding or its projected LM embedding."""
         if self.lm is not None:
-            return self.lm(self.item_lm[items])
+            return self.lm(self.lm_vectors(items))
         return self.item_embedding(items)
+
+    def lm_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """The items' sentence embeddings [..., lm_dim]: the frozen ones, or (``lm_layers`` > 0)
+        the top layers' output over the cached token states, each distinct item once."""
+        if self.lm_top is None:
+            return self.item_lm[items]
+        unique, inverse = torch.unique(items, return_inverse=True)
+        return self.lm_top(self.item_lm_states[unique], self.item_lm_mask[unique])[inverse]
 
     def items(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[n] -> item vector [n, 4d] and its text encoding [n, d]."""

@@ -13,8 +13,18 @@ from mtrec.core.encoder import PairEncoder
 
 SCORE_TASKS = ("click", "like", "rating")
 # Encoder parts that carry knowledge across domains (item ids and the genre head do not).
-# The LM projection maps text embeddings, which every domain has, so it transfers too.
-SHARED_ENCODER = ("user_embedding", "user_side", "text", "genre", "item_side", "history", "lm")
+# The LM projection maps text embeddings, which every domain has, so it transfers too, and so
+# do the sentence encoder's fine-tuned top layers (lm_top) that produce them.
+SHARED_ENCODER = (
+    "user_embedding",
+    "user_side",
+    "text",
+    "genre",
+    "item_side",
+    "history",
+    "lm",
+    "lm_top",
+)
 # Pairs scored at once by score_matrix: bounds memory for the expert models (PLE runs 16
 # experts over every pair) whatever the catalogue size.
 PAIRS_PER_CHUNK = 1 << 16
@@ -49,6 +59,13 @@ class ModelSpec:
     # Add user · item-id vector to the click logit (matrix factorisation beside the MLP).
     dot_product: bool = False
     lm_dim: int = 0  # sentence-embedding width (lm only)
+    # lm with lm_layers > 0: the sentence encoder's top lm_layers BERT layers (lm_heads heads,
+    # feed-forward width lm_ffn_dim) train over cached token states [n_items, lm_seq_len, lm_dim]
+    # (core/lm_top.py); 0 = the frozen embedding.
+    lm_layers: int = 0
+    lm_seq_len: int = 0
+    lm_heads: int = 0
+    lm_ffn_dim: int = 0
     # Tasks that get a head: a task weighted 0 wherever the model trains costs nothing. Click
     # ranks, so it is always there.
     score_tasks: tuple[str, ...] = SCORE_TASKS

@@ -19,6 +19,8 @@ from mtrec.core.weighting import StaticWeights, make_weighting
 
 log = logging.getLogger(__name__)
 
+# Parameters of the sentence encoder's fine-tuned top layers (trained at ``lm_lr``).
+LM_TOP = "encoder.lm_top."
 # Extra loss term on top of the task losses (a transfer regulariser such as L2-SP).
 Penalty = Callable[[MultiTaskModel], torch.Tensor | None]
 # Validation score to early-stop on instead of the validation loss (higher is better).
@@ -31,6 +33,7 @@ class TrainSettings(Protocol):
     epochs: int
     batch_size: int
     lr: float
+    lm_lr: float
     weight_decay: float
     patience: int
     task_weights: Mapping[str, float]
@@ -68,7 +71,7 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def make_optimizer(
-    params: list[torch.nn.Parameter], lr: float, weight_decay: float
+    params: list[torch.nn.Parameter] | list[dict], lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:
     """Adam with the fused kernel (one kernel for every parameter's update, CPU and CUDA)
     rather than one small op per tensor: the update is a large share of a small model's step."""
@@ -172,8 +175,12 @@ def fit(
         train_batches = train_batches.to(device)
     valid_batches = TensorBatches(valid, cfg.batch_size * 4).to(device)
     weighting = make_weighting(cfg.weighting, cfg.task_weights, cfg.dwa_temperature).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad] + list(weighting.parameters())
-    optimizer = make_optimizer(trainable, cfg.lr, cfg.weight_decay)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    rest = [p for n, p in trainable if not n.startswith(LM_TOP)] + list(weighting.parameters())
+    # The fine-tuned sentence-encoder layers (if any) get their own, pretrained-model rate.
+    lm_top = [p for n, p in trainable if n.startswith(LM_TOP)]
+    groups = [{"params": rest}] + ([{"params": lm_top, "lr": cfg.lm_lr}] if lm_top else [])
+    optimizer = make_optimizer(groups, cfg.lr, cfg.weight_decay)
     valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
     # (criterion, epoch, valid loss): the criterion is maximised.
     best = (monitor(model) if monitor else -valid_loss, 0, valid_loss)

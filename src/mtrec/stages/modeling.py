@@ -19,7 +19,7 @@ from mtrec.core.models import build_model as build_architecture
 from mtrec.core.models import load_model
 from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
 from mtrec.core.trainer import Monitor
-from mtrec.data.embeddings import item_embedding_matrix
+from mtrec.data.embeddings import item_embedding_matrix, item_token_states
 from mtrec.data.splitting import TRAIN, VALID
 from mtrec.data.tensors import domain_items, sampled_task, side_features, user_history
 from mtrec.errors import ArtifactError
@@ -79,9 +79,15 @@ def score_tasks(params: Params) -> tuple[str, ...]:
 def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskModel:
     """A freshly initialised model (seeded) with the side features installed."""
     meta = data.meta
+    n_layers = params.model.lm_finetune_layers
     item_lm = (
         item_embedding_matrix(params.paths.embeddings, data.items, meta["n_items"])
-        if params.model.item_encoder == "lm"
+        if params.model.item_encoder == "lm" and not n_layers
+        else None
+    )
+    tokens = (
+        item_token_states(params.paths.embeddings, data.items, meta["n_items"], n_layers)
+        if n_layers
         else None
     )
     torch.manual_seed(seed)
@@ -109,19 +115,29 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         history_heads=params.model.history_heads,
         history_layers=params.model.history_layers,
         item_encoder=params.model.item_encoder,
-        lm_dim=0 if item_lm is None else item_lm.shape[1],
+        lm_dim=item_lm.shape[1] if item_lm is not None else tokens.states.shape[2] if tokens else 0,
+        lm_layers=n_layers,
+        lm_seq_len=tokens.states.shape[1] if tokens else 0,
+        lm_heads=tokens.heads if tokens else 0,
+        lm_ffn_dim=tokens.ffn_dim if tokens else 0,
         score_tasks=score_tasks(params),
         rating_mean=float(
             data.interactions.loc[observed & (data.interactions["split"] == TRAIN), "rating"].mean()
         ),
     )
     model = build_architecture(spec)
+    if tokens is not None:  # the top layers start as the packaged encoder's
+        model.encoder.lm_top.load_state_dict(tokens.weights)
     train = data.interactions[(data.interactions["split"] == TRAIN) & observed]
     history = (
         user_history(train, meta["n_users"], spec.history_length) if spec.history_length else None
     )
     model.set_side_features(
-        **side_features(data.items, data.users, meta), user_history=history, item_lm=item_lm
+        **side_features(data.items, data.users, meta),
+        user_history=history,
+        item_lm=item_lm,
+        item_lm_states=tokens.states if tokens else None,
+        item_lm_mask=tokens.mask if tokens else None,
     )
     return model
 
