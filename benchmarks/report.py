@@ -82,7 +82,9 @@ def write(result: dict, folder: Path) -> None:
         f"{'(a seeded random subset, `--train-rows`) ' if result.get('train_rows') else ''}"
         f"train, {result['rows']['test_rows']:,} test. Features on both sides: user id, item "
         "id, item title/tag tokens (mean), genres; embedding 16, bottom/experts [64, 32], "
-        "towers [16], dropout 0.1, Adam 3e-3, one epoch per run.",
+        "towers [16], dropout 0.1, Adam 3e-3, one epoch per run. Two tasks on both sides, "
+        "click and like (like over the entire space), weighted 1:1: mtrec's models are built "
+        "with `score_tasks=(click, like)`, so neither trains a rating head.",
         "- samples/s: mtrec and floor are medians of "
         f"{len(next(iter(result['training'].values()))['mtrec']['shared_bottom']['runs_samples_per_s'])}"
         " one-epoch runs (fresh model each, interleaved); torch-rechub one epoch (its "
