@@ -9,17 +9,11 @@ from mtrec.core.models import build_model
 from mtrec.core.multitask import ModelSpec, MultiTaskModel
 
 
-def tiny_model(
-    seed: int = 0,
-    n_users: int = 20,
-    n_items: int = 30,
-    architecture: str = "shared_bottom",
-    **encoder: object,
-) -> MultiTaskModel:
-    """A small model of ``architecture`` (``encoder``: other spec fields, e.g. text_encoder)
-    with random side data installed."""
-    torch.manual_seed(seed)
-    spec = ModelSpec(
+def tiny_spec(
+    n_users: int = 20, n_items: int = 30, architecture: str = "shared_bottom", **fields: object
+) -> ModelSpec:
+    """The small spec every core test model starts from (``fields``: other spec fields)."""
+    return ModelSpec(
         n_users=n_users,
         n_items=n_items,
         n_tokens=15,
@@ -36,8 +30,21 @@ def tiny_model(
         n_experts=2,
         expert_dims=(8,),
         levels=2,
-        **encoder,
+        **fields,
     )
+
+
+def tiny_model(
+    seed: int = 0,
+    n_users: int = 20,
+    n_items: int = 30,
+    architecture: str = "shared_bottom",
+    **encoder: object,
+) -> MultiTaskModel:
+    """A small model of ``architecture`` (``encoder``: other spec fields, e.g. text_encoder)
+    with random side data installed."""
+    torch.manual_seed(seed)
+    spec = tiny_spec(n_users, n_items, architecture, **encoder)
     model = build_model(spec)
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, spec.n_tokens, (n_items, spec.max_tokens), generator=gen)

@@ -9,12 +9,12 @@ import torch
 
 from mtrec.core import lm_top
 from mtrec.core.models import build_model, load_model
-from mtrec.core.multitask import ModelSpec, MultiTaskModel
+from mtrec.core.multitask import MultiTaskModel
 from mtrec.core.trainer import fit
 from mtrec.core.transfer import get_strategy
 from mtrec.data.embeddings import encode_texts, encode_token_states
 
-from .helpers import SYNTHETIC_TRAINING, learnable_rows
+from .helpers import SYNTHETIC_TRAINING, learnable_rows, tiny_spec
 
 MODEL = "all-MiniLM-L6-v2"
 # Shorter than the kept word pieces: no truncation, only the float16 states differ.
@@ -40,26 +40,7 @@ def lm_model(
     (rows 1.. of the catalogue; row 0, the unknown item, has no tokens)."""
     lm = SMALL | lm
     torch.manual_seed(seed)
-    spec = ModelSpec(
-        n_users=20,
-        n_items=n_items,
-        n_tokens=15,
-        n_genres=4,
-        n_user_features=2,
-        n_item_features=3,
-        max_tokens=3,
-        embedding_dim=8,
-        bottom_dims=(16,),
-        tower_dims=(8,),
-        dropout=0.0,
-        rating_mean=3.5,
-        architecture=architecture,
-        n_experts=2,
-        expert_dims=(8,),
-        item_encoder="lm",
-        lm_layers=n_layers,
-        **lm,
-    )
+    spec = tiny_spec(20, n_items, architecture, item_encoder="lm", lm_layers=n_layers, **lm)
     model = build_model(spec)
     gen = torch.Generator().manual_seed(seed)
     if states is None:
