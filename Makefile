@@ -31,8 +31,11 @@ run: install
 
 # One torch thread per process: the end-to-end tests run several processes at once (Airflow
 # workers, dvc, stages), and two-thread processes on two cores slow each other down severalfold.
+# Two pytest-xdist workers: most tests are one single-threaded process at a time, so the second
+# core would idle; tests sharing a costly set-up or the Airflow stacks carry an xdist_group mark
+# (--dist loadgroup keeps each group on one worker).
 test: install
-	OMP_NUM_THREADS=1 python -m pytest --durations=25
+	OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadgroup --durations=25
 
 # Local UIs. `make airflow`: Airflow standalone on the project's DAGs (UI :8080, login printed;
 # Ctrl-C stops it all). `make mlflow`: the MLflow UI on the local registry (:5000).

@@ -29,6 +29,8 @@ import yaml
 from ..conftest import PROJECT_ROOT, make_project
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium-headless-shell", "chromium")) if p), None)
+# Under pytest-xdist (make test) never beside the live stack (tests/conftest.py: XDIST_GROUPS):
+# `airflow standalone` serves task logs on fixed ports.
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="no Debian chromium (apt-get install chromium-headless-shell; .ci/run does)",

@@ -3,7 +3,7 @@
 import hashlib
 import shutil
 
-from ..conftest import run_dvc
+from ..conftest import run_dvc, run_stages
 
 
 def _hashes(root):
@@ -16,8 +16,11 @@ def _hashes(root):
 
 
 def test_push_then_pull_restores_the_data_byte_for_byte(project) -> None:
-    built = run_dvc(project, "repro", "preprocess")
+    # The pipeline's data up to preprocess, recorded as `dvc repro preprocess` records it.
+    run_stages(project, "ingest", "validate", "preprocess")
+    built = run_dvc(project, "commit", "--force", "--with-deps", "preprocess")
     assert built.returncode == 0, built.stdout + built.stderr
+    assert "up to date" in run_dvc(project, "status", "preprocess").stdout
     before = _hashes(project)
     pushed = run_dvc(project, "push")
     assert pushed.returncode == 0, pushed.stderr

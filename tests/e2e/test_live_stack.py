@@ -44,6 +44,8 @@ REDIS = ("127.0.0.1", 6379)
 CONF = {"epochs": 1, "seeds": [0], "strategies": ["scratch", "finetune"], "promote": True}
 RUN_TIMEOUT = 600
 
+# Under pytest-xdist (make test) one worker runs this module and test_airflow_ui.py, one after
+# the other (tests/conftest.py: XDIST_GROUPS).
 pytestmark = pytest.mark.skipif(
     os.environ.get("MTREC_SKIP_LIVE") == "1", reason="MTREC_SKIP_LIVE=1: no live stack here"
 )
@@ -262,6 +264,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             "--host", "127.0.0.1", "--port", str(ports["mlflow"]), "--workers", "1",
             "--backend-store-uri", f"postgresql+psycopg2://{pg}/{mlflow_db}",
             "--artifacts-destination", (root / "mlartifacts").as_uri(), "--serve-artifacts",
+            # No job runner: its huey consumers (MLflow's GenAI jobs, which nothing here uses)
+            # poll at three quarters of a core, which the stages and the other tests need.
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
         )  # fmt: skip
         stack.airflow("db", "migrate")
         stack.airflow("pools", "import", str(PROJECT_ROOT / "dags" / "pools.json"))

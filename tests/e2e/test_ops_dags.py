@@ -21,8 +21,9 @@ from ..conftest import PROJECT_ROOT, migrate_airflow, tool_env
 
 DAGS = str(PROJECT_ROOT / "dags")
 
+# The scripts import no Great Expectations up front (8 s each): parsing never does, and the
+# feedback task imports it itself, after Airflow, as it does on a worker.
 INSPECT = """
-import great_expectations  # noqa: F401  (before airflow)
 import json
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder={dags!r})
@@ -49,21 +50,21 @@ print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}}
 """
 
 RUN = """
-import great_expectations  # noqa: F401  (before airflow)
 import json
 from airflow.dag_processing.dagbag import DagBag
 from airflow.models.asset import AssetEvent, AssetModel
 from airflow.utils.session import create_session
 from sqlalchemy import select
 dag = DagBag(dag_folder={dags!r}).dags[{dag_id!r}]
-run = dag.test(run_conf={conf!r})
-with create_session() as session:
-    events = session.execute(
-        select(AssetModel.name, AssetEvent.extra).join(AssetEvent.asset)
-    ).all()
-print("RESULT " + json.dumps({{"state": str(run.state),
-      "tasks": {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}},
-      "events": [[name, extra] for name, extra in events]}}))
+for _ in range({times}):
+    run = dag.test(run_conf={conf!r})
+    with create_session() as session:
+        events = session.execute(
+            select(AssetModel.name, AssetEvent.extra).join(AssetEvent.asset)
+        ).all()
+    print("RESULT " + json.dumps({{"state": str(run.state),
+          "tasks": {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}},
+          "events": [[name, extra] for name, extra in events]}}), flush=True)
 """
 
 
@@ -77,6 +78,7 @@ def _python(code: str, env: dict) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Under pytest-xdist (make test) the tests stay on one worker (tests/conftest.py: XDIST_GROUPS).
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory):
     """One migrated SQLite metadata DB for the module."""
@@ -109,11 +111,13 @@ def _inspect(env: dict) -> dict:
     return info["dags"]
 
 
-def _run(env: dict, dag_id: str, conf: dict) -> dict:
-    result = _python(RUN.format(dags=DAGS, dag_id=dag_id, conf=conf), env)
+def _run(env: dict, dag_id: str, conf: dict, times: int = 1) -> list[dict]:
+    """``times`` runs of the DAG under dag.test(), one after the other in one process (one
+    Airflow start-up for all of them); each run's outcome."""
+    result = _python(RUN.format(dags=DAGS, dag_id=dag_id, conf=conf, times=times), env)
     lines = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
-    assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-5000:]
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    assert result.returncode == 0 and len(lines) == times, (result.stdout + result.stderr)[-5000:]
+    return [json.loads(line.removeprefix("RESULT ")) for line in lines]
 
 
 def test_schedules_pool_retries_and_timeouts(airflow_env, project) -> None:
@@ -161,7 +165,8 @@ def test_feedback_dag_appends_good_files_emits_the_asset_and_fails_on_bad_ones(
     (incoming / "good.csv").write_text(header + f"1,2,4.5,{now}\n1,5,3.0,{now}\n")
     (incoming / "bad.csv").write_text(header + f"6,1,11.0,{now}\n")
 
-    outcome = _run(airflow_env, "mtrec_feedback", {})
+    # Two runs: the files above, then nothing new (nothing happens in between).
+    outcome, again = _run(airflow_env, "mtrec_feedback", {}, times=2)
 
     assert outcome["tasks"] == {
         "ingest": "success",
@@ -173,7 +178,6 @@ def test_feedback_dag_appends_good_files_emits_the_asset_and_fails_on_bad_ones(
     assert (project / "data" / "feedback" / "rejected" / "bad.csv.reason.txt").exists()
 
     # Nothing new: the run succeeds without emitting the asset again.
-    again = _run(airflow_env, "mtrec_feedback", {})
     assert again["state"] == "success"
     assert again["tasks"]["publish"] == "skipped"
     assert len(again["events"]) == 1
@@ -193,7 +197,7 @@ def test_rollback_dag_moves_the_champion_and_records_the_user(airflow_env) -> No
         registry.set_aliases(str(version.version), promote)
     assert registry.champion_version() == "2"
 
-    outcome = _run(airflow_env, "mtrec_rollback", {"reason": "CTR fell 8% after v2"})
+    (outcome,) = _run(airflow_env, "mtrec_rollback", {"reason": "CTR fell 8% after v2"})
 
     assert outcome["state"] == "success", outcome
     assert registry.champion_version() == "1"

@@ -29,8 +29,16 @@ def processed(tmp_path_factory, canonical) -> dict[str, str]:
 
 # shared_bottom (the default) runs in every other stage test; the rest here, on one epoch.
 OTHERS = sorted(set(ARCHITECTURES) - {"shared_bottom"})
-MODELS = [{"architecture": a} for a in OTHERS] + [
-    {"text_encoder": "cnn", "user_history": "transformer", "history_length": 10}
+# Smaller experts and history than params.yaml's (a third of the time): the same gating,
+# levels and attention code runs, and the assertions are about wiring and better-than-chance.
+SMALL = {"mmoe": {"n_experts": 2}, "ple": {"n_experts": 2, "expert_dims": [32]}}
+MODELS = [{"architecture": a, **SMALL.get(a, {})} for a in OTHERS] + [
+    {
+        "text_encoder": "cnn",
+        "user_history": "transformer",
+        "history_length": 4,
+        "embedding_dim": 16,
+    }
 ]
 
 
@@ -68,6 +76,9 @@ def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> N
         PROJECT_ROOT / "params.yaml",
         {
             "paths": paths,
+            # Half-width layers (a third less time): what is checked is that every strategy
+            # runs, is scored and reported, not how well.
+            "model": {"embedding_dim": 16, "bottom_dims": [32, 16], "tower_dims": [8]},
             "eval": {"seeds": [0, 1], "sampled_negatives": 50},
             "pretrain": {"epochs": 1},
             "transfer": {"strategies": strategies, "train": {"epochs": 1}},
