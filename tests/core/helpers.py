@@ -85,3 +85,16 @@ SYNTHETIC_TRAINING = TrainConfig(
     patience=30,
     task_weights={"click": 1.0, "like": 0.5, "rating": 0.1, "category": 0.1},
 )
+
+
+def click_steps(model: MultiTaskModel, steps: int, lr: float = 0.05) -> None:
+    """A few Adam steps on the click loss of learnable rows (does training move a part?)."""
+    rows = learnable_rows(64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            model(rows["user"], rows["item"])["click"], rows["click"]
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()

@@ -8,7 +8,7 @@ from mtrec.core.layers import TextBag, TextCNN
 from mtrec.core.trainer import fit
 from mtrec.core.transfer import get_strategy
 
-from .helpers import SYNTHETIC_TRAINING, learnable_rows, tiny_model
+from .helpers import SYNTHETIC_TRAINING, click_steps, learnable_rows, tiny_model
 
 ENCODERS = [
     {"text_encoder": "cnn", "text_kernel": 3},
@@ -111,15 +111,7 @@ def test_lm_projection_trains_while_the_embeddings_stay_bit_identical() -> None:
     frozen = model.encoder.item_lm.clone()
     projection = model.encoder.lm.weight.detach().clone()
     assert "encoder.item_lm" not in dict(model.named_parameters())  # a buffer: no optimizer
-    rows = learnable_rows(64)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(3):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            model(rows["user"], rows["item"])["click"], rows["click"]
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    click_steps(model, 3)
     assert torch.equal(model.encoder.item_lm, frozen)
     assert not torch.equal(model.encoder.lm.weight, projection)
 

@@ -14,7 +14,7 @@ from mtrec.core.trainer import fit
 from mtrec.core.transfer import get_strategy
 from mtrec.data.embeddings import encode_texts, encode_token_states
 
-from .helpers import SYNTHETIC_TRAINING, learnable_rows, tiny_spec
+from .helpers import SYNTHETIC_TRAINING, click_steps, learnable_rows, tiny_spec
 
 MODEL = "all-MiniLM-L6-v2"
 # Shorter than the kept word pieces: no truncation, only the float16 states differ.
@@ -104,15 +104,7 @@ def test_top_layers_train_while_the_token_states_stay_bit_identical() -> None:
     assert not {"encoder.item_lm_states", "encoder.item_lm_mask"} & set(
         dict(model.named_parameters())
     )  # buffers: no optimizer ever sees them
-    rows = learnable_rows(64)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(2):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            model(rows["user"], rows["item"])["click"], rows["click"]
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    click_steps(model, 2)
     assert torch.equal(encoder.item_lm_states, states) and torch.equal(encoder.item_lm_mask, mask)
     for name, parameter in model.named_parameters():
         if name in before:
