@@ -25,7 +25,7 @@ def test_drop_rate_and_mean_match_p(p) -> None:
 
 def test_every_16_bit_slice_of_a_draw_is_uniform() -> None:
     # Each 64-bit draw feeds four neighbouring elements; the fourth's slice holds the draw's
-    # top bit, which random_() leaves 0. Every position must still drop at rate p.
+    # top bit, which random_() without a range leaves 0. Every position must drop at rate p.
     torch.manual_seed(1)
     y = dropout(torch.ones(N), 0.25, training=True).view(-1, 4)
     for position in range(4):
@@ -53,7 +53,7 @@ def test_gradient_is_the_mask_times_the_scale() -> None:
     x = torch.randn(256, 16, requires_grad=True)
     y = dropout(x, 0.2, True)
     y.sum().backward()
-    # The scale is 1 / P(keep) for p rounded to 2^-15: 1 / 0.8 within 1e-4.
+    # The scale is 1 / P(keep) for p rounded to 2^-16: 1 / 0.8 within 1e-4.
     torch.testing.assert_close(x.grad, (y != 0).float() / 0.8, rtol=1e-4, atol=0)
 
 

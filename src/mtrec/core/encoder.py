@@ -164,16 +164,3 @@ class PairEncoder(nn.Module):
         """Row-wise pairs: [n, 5d] and the items' text encodings [n, d]."""
         item_vec, text = self.items(items)
         return torch.cat([self.users(users), item_vec], dim=-1), text
-
-    def pairs(self, users: torch.Tensor, item_vec: torch.Tensor) -> torch.Tensor:
-        """Every (user, item) pair, user-major: [n_users * n_items, 5d]. ``item_vec`` is
-        :meth:`items`' [n_items, 4d], computed once by the caller for all user chunks."""
-        user_vec = self.users(users)  # [n_users, d]
-        grid = torch.cat(
-            [
-                user_vec.unsqueeze(1).expand(-1, len(item_vec), -1),
-                item_vec.unsqueeze(0).expand(len(users), -1, -1),
-            ],
-            dim=-1,
-        )  # [n_users, n_items, 5d]
-        return grid.reshape(-1, self.out_dim)

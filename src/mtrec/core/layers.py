@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Dropout masks on the CPU are drawn 15 bits at a time: p is rounded to a multiple of 2^-15.
-_MASK_BITS = 15
-_MASK_LEVELS = 1 << _MASK_BITS
+# Dropout masks on the CPU are drawn 16 bits at a time: p is rounded to a multiple of 2^-16.
+_MASK_LEVELS = 1 << 16
+_INT64_MIN = -(1 << 63)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -16,7 +16,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
     On the CPU, torch's ``bernoulli_`` draws one random number per element and is most of a
     small MLP's training step (two thirds of a 16-expert PLE level, measured). Here one 64-bit
-    draw gives four 15-bit uniforms, each compared with round(p * 2^15): a Bernoulli(1 - p)
+    draw gives four 16-bit uniforms, each compared with round(p * 2^16): a Bernoulli(1 - p)
     mask from the same seeded generator, at a quarter of the draws. Elsewhere (CUDA's fused
     kernel is already fast) and for p outside (0, 1) it is ``F.dropout``.
     """
@@ -24,11 +24,15 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or x.device.type != "cpu" or not 0 < cutoff < _MASK_LEVELS:
         return F.dropout(x, p, training)
     n = x.numel()
-    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
-    # random_() fills [0, 2^63): the top bit of every fourth 16-bit chunk is 0, so keep 15.
-    uniform = draws.view(torch.int16)[:n].view(x.shape) & (_MASK_LEVELS - 1)
-    keep = (uniform >= cutoff).to(x.dtype).mul_(_MASK_LEVELS / (_MASK_LEVELS - cutoff))
-    return x * keep
+    # random_(INT64_MIN, None) fills all 64 bits, so every int16 view of a draw is uniform
+    # over [-2^15, 2^15).
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+    uniform = draws.random_(_INT64_MIN, None).view(torch.int16)[:n].view(x.shape)
+    # Compared as floats, in place: int16 -> bool -> float is 7x slower than int16 -> float
+    # then ge_ (a float mask directly), measured on a [4096, 768] block.
+    keep = uniform.float().ge_(cutoff - _MASK_LEVELS // 2)
+    keep.mul_(_MASK_LEVELS / (_MASK_LEVELS - cutoff))
+    return x * keep.to(x.dtype)
 
 
 class Dropout(nn.Module):
@@ -48,7 +52,7 @@ def mlp(
     """Linear-ReLU-Dropout stack; an optional final linear layer without activation."""
     layers: list[nn.Module] = []
     for dim in dims:
-        layers += [nn.Linear(in_dim, dim), nn.ReLU(), Dropout(dropout)]
+        layers += [nn.Linear(in_dim, dim), nn.ReLU(inplace=True), Dropout(dropout)]
         in_dim = dim
     if out_dim is not None:
         layers.append(nn.Linear(in_dim, out_dim))
@@ -131,10 +135,12 @@ def experts(in_dim: int, dims: tuple[int, ...], dropout: float, n: int) -> nn.Mo
 
 def mix(gate_logits: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
     """Softmax-gated sum of expert outputs: [n, k] gate logits, k x [n, h] -> [n, h]."""
-    weights = torch.softmax(gate_logits, dim=-1)
-    # A running weighted sum: stacking the outputs first copies them all ([n, k, h]) for
-    # nothing; this is 1.5x faster forward + backward (measured at k = 4 and 12).
-    mixed = weights[:, :1] * outputs[0]
+    # Softmax over the transposed logits ([k, n], reduced over dim 0): torch's CPU softmax
+    # over a short last dim is 3x slower, and each expert's weight comes out as a contiguous
+    # row (mix forward + backward 1.2-1.35x faster at k = 8 and 12, measured). A running
+    # weighted sum: stacking the outputs first copies them all ([n, k, h]) for nothing.
+    weights = torch.softmax(gate_logits.t(), dim=0).unsqueeze(-1)  # [k, n, 1]
+    mixed = weights[0] * outputs[0]
     for i in range(1, len(outputs)):
-        mixed = mixed + weights[:, i : i + 1] * outputs[i]
+        mixed = mixed + weights[i] * outputs[i]
     return mixed

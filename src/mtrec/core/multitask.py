@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mtrec.core.encoder import PairEncoder
+from mtrec.core.pair_grid import PairGrid
 
 SCORE_TASKS = ("click", "like", "rating")
 # Encoder parts that carry knowledge across domains (item ids and the genre head do not).
@@ -122,7 +123,9 @@ class MultiTaskModel(nn.Module):
         # Item vectors once, not per user chunk (with a large catalogue a chunk is a few users).
         item_vec, _ = self.encoder.items(items)  # [n_items, 4d]
         rows = [
-            self.task_logits(self.encoder.pairs(chunk, item_vec))["click"].view(len(chunk), -1)
+            self.task_logits(PairGrid(self.encoder.users(chunk), item_vec))["click"].view(
+                len(chunk), -1
+            )
             for chunk in users.split(step)
         ]
         scores = torch.cat(rows)
