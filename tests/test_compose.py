@@ -84,6 +84,7 @@ def test_topology_queues_health_checks_and_gpu(env_file) -> None:
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"]
     assert "--serve-artifacts" in " ".join(services["mlflow"]["command"])
+    assert services["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
 
 
 def test_no_secret_is_committed() -> None:

@@ -355,6 +355,24 @@ class EvalConfig(_Section):
     )
 
 
+class ParallelConfig(_Section):
+    """How many of a stage's independent training runs (seeds, strategies) train at once.
+    An execution setting, like the device: it changes no result beyond float rounding, so
+    dvc.yaml does not list it (changing it reruns nothing)."""
+
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="CPU processes, one torch thread each: auto = one per usable core; "
+        "1 = one run after another in the stage's own process (always so on CUDA)",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> ParallelConfig:
+        if self.workers != "auto" and self.workers < 1:
+            raise ValueError(f"parallel.workers must be auto or >= 1, got {self.workers}")
+        return self
+
+
 class GatesConfig(_Section):
     min_ndcg: float = Field(0.0, ge=0.0, le=1.0, description="quality floor on target NDCG@K")
     require_transfer_gain: bool = True
@@ -409,6 +427,7 @@ class Params(_Section):
     baselines: BaselinesConfig = BaselinesConfig()
     tune: TuneConfig = TuneConfig()
     eval: EvalConfig = EvalConfig()
+    parallel: ParallelConfig = ParallelConfig()
     gates: GatesConfig = GatesConfig()
     registry: RegistryConfig = RegistryConfig()
     serving: ServingConfig = ServingConfig()

@@ -13,12 +13,14 @@ import logging
 from pathlib import Path
 
 from mtrec.config import Params
+from mtrec.core.multitask import MultiTaskModel
 from mtrec.core.trainer import pick_device
 from mtrec.data.canonical import CanonicalTables
 from mtrec.data.preprocess import preprocess
 from mtrec.io import write_json
 from mtrec.stages.evaluate import evaluation_report
 from mtrec.stages.modeling import ProcessedData
+from mtrec.stages.parallel import map_runs, worker_count
 from mtrec.stages.transfer import target_rows, train_strategy
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,20 @@ def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dic
     data = ProcessedData(out.interactions, out.items, out.users, out.meta)
     rows = target_rows(params, data)
     device = pick_device(params.transfer.train.device)
+    runs = [(name, seed) for name in params.transfer.strategies for seed in params.eval.seeds]
+
+    def train_run(run: tuple[str, int]) -> tuple[MultiTaskModel, dict]:
+        model, info = train_strategy(params, data, *run, rows, device)
+        return model.cpu(), info
+
+    trained = dict(
+        zip(runs, map_runs(train_run, runs, worker_count(params.parallel, device)), strict=True)
+    )
     models, seconds = {}, {}
     for name in params.transfer.strategies:
-        trained = [train_strategy(params, data, name, s, rows, device) for s in params.eval.seeds]
-        models[name] = [model for model, _ in trained]
-        seconds[name] = [info.get("seconds", 0.0) for _, info in trained]
+        per_seed = [trained[name, seed] for seed in params.eval.seeds]
+        models[name] = [model for model, _ in per_seed]
+        seconds[name] = [info.get("seconds", 0.0) for _, info in per_seed]
         log.info("fraction %g %s trained in %s s", fraction, name, seconds[name])
     report = evaluation_report(params, data, models)
     return report | {"seconds": seconds, "positives": data.meta["positives"]}

@@ -17,6 +17,7 @@ from mtrec.stages.modeling import (
     output_path,
     valid_monitor,
 )
+from mtrec.stages.parallel import map_runs, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +40,23 @@ def run(params: Params) -> None:
         if not seeds:
             report["skipped"] = f"protocol {params.protocol.name} has no source domain"
             log.info("%s: nothing to pretrain", report["skipped"])
-        for seed in seeds:
+
+        def pretrain_seed(seed: int) -> dict:
             model = build_model(params, data, seed)
             refresh = negatives_refresh(params.pretrain, data)
             result = fit(
                 model, train, valid, params.pretrain, seed, device, refresh=refresh, monitor=monitor
             )
             model.cpu().save(out_dir / f"seed{seed}.pt")
-            report[f"seed{seed}"] = {
+            info = {
                 "best_epoch": result.best_epoch,
                 "seconds": result.seconds,
                 "valid_loss": result.best_valid_loss,
             }
-            log.info("pretrained seed %d: %s", seed, report[f"seed{seed}"])
+            log.info("pretrained seed %d: %s", seed, info)
+            return info
+
+        infos = map_runs(pretrain_seed, seeds, worker_count(params.parallel, device))
+        report |= {f"seed{seed}": info for seed, info in zip(seeds, infos, strict=True)}
     if distributed.current().main:
         write_json(params.paths.report("pretrain.json"), report)

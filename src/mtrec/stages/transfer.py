@@ -36,6 +36,7 @@ from mtrec.stages.modeling import (
     pretrained_path,
     valid_monitor,
 )
+from mtrec.stages.parallel import map_runs, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +144,21 @@ def _run_strategy(
     params: Params, data: ProcessedData, strategy: str, rows: Rows, device: torch.device
 ) -> None:
     """(Optionally cross-validate, then) train one strategy for every seed; write its report."""
-    report: dict = {"strategy": strategy, "seeds": {}}
+    report: dict = {"strategy": strategy}
     if data.meta["cv_folds"] >= 2:
         report["cv"] = cross_validate(params, data, strategy, rows, device)
         log.info("%s cross-validation: %s", strategy, report["cv"])
     with output_path(Path(params.paths.transferred) / strategy) as out_dir:
         out_dir.mkdir(parents=True)
-        for seed in params.eval.seeds:
+
+        def train_seed(seed: int) -> dict:
             model, info = train_strategy(params, data, strategy, seed, rows, device)
             model.cpu().save(out_dir / f"seed{seed}.pt")
-            report["seeds"][f"seed{seed}"] = info
             log.info("%s seed %d: %s", strategy, seed, info)
+            return info
+
+        seeds = params.eval.seeds
+        infos = map_runs(train_seed, seeds, worker_count(params.parallel, device))
+        report["seeds"] = {f"seed{seed}": info for seed, info in zip(seeds, infos, strict=True)}
     if distributed.current().main:
         write_json(report_path(params, strategy), report)
