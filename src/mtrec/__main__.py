@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
 from mtrec.config import PARAMS_FILE, apply_preset, load_params
-from mtrec.core import distributed
 from mtrec.errors import MtrecError
 from mtrec.stages import COMMANDS, ITEM_STAGES, SERVING_STAGES, STAGES, stage_runner
 
@@ -45,16 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     log.setLevel(logging.INFO)
     start = time.perf_counter()
-    rank = distributed.init_from_env()  # under torchrun: join the data-parallel group
-    if not rank.main:
-        log.setLevel(logging.WARNING)  # rank 0 speaks for the group
+    # Under torchrun, join the data-parallel group. Imported only then: it imports torch
+    # (2 s), which ingest, validate and preprocess never need.
+    in_group = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if in_group:
+        from mtrec.core import distributed
+
+        if not distributed.init_from_env().main:
+            log.setLevel(logging.WARNING)  # rank 0 speaks for the group
     try:
         stage_runner(args.stage)(load_params(args.params), *items)
     except MtrecError as exc:
         print(f"mtrec {args.stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        distributed.shutdown()
+        if in_group:
+            distributed.shutdown()
     log.info("stage %s done in %.1fs", args.stage, time.perf_counter() - start)
     return 0
 
