@@ -46,6 +46,7 @@ def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dic
 
     def train_run(run: tuple[str, int]) -> tuple[MultiTaskModel, dict]:
         model, info = train_strategy(params, data, *run, rows, device)
+        # Scored on the CPU, as evaluate scores its checkpoints (the rows are CPU tensors).
         return model.cpu(), info
 
     trained = dict(
