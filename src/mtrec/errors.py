@@ -29,5 +29,9 @@ class StageFailed(MtrecError):
     """A pipeline stage run through DVC in a run workspace exited non-zero."""
 
 
+class WorkerDied(MtrecError):
+    """A worker process training a stage's runs ended without a result (killed, crashed)."""
+
+
 class RegistryError(MtrecError):
     """The model registry cannot do what was asked (no such alias, nothing to roll back to)."""

@@ -7,7 +7,7 @@ import torch
 
 from mtrec.config import ParallelConfig
 from mtrec.core.trainer import fit
-from mtrec.errors import ConfigError
+from mtrec.errors import ConfigError, WorkerDied
 from mtrec.stages.parallel import map_runs, worker_count
 
 from ..core.helpers import SYNTHETIC_TRAINING, learnable_rows, tiny_model
@@ -67,6 +67,17 @@ def fail_on_two(job: int) -> int:
 def test_a_failed_run_raises_its_own_error() -> None:
     with pytest.raises(ConfigError, match="run 2 failed"):
         map_runs(fail_on_two, [0, 1, 2, 3], workers=2)
+
+
+def die_on_one(job: int) -> int:
+    if job == 1:
+        os._exit(9)  # as the kernel's OOM killer would end it: no exception, no result
+    return job
+
+
+def test_a_dead_worker_is_a_named_error() -> None:
+    with pytest.raises(WorkerDied, match=r"parallel\.workers: 1"):
+        map_runs(die_on_one, [0, 1, 2], workers=2)
 
 
 def test_worker_count() -> None:

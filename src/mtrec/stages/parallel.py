@@ -15,12 +15,14 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 import torch
 
 from mtrec.config import ParallelConfig
 from mtrec.core import distributed
+from mtrec.errors import WorkerDied
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ def _call(job: Any) -> Any:
 def map_runs(run: Callable[[Job], Result], jobs: Sequence[Job], workers: int) -> list[Result]:
     """``run(job)`` for every job, results in job order. With ``workers`` > 1 (and more than
     one job) in that many forked single-threaded processes; the results come back pickled
-    (models included). A run's exception is raised here."""
+    (models included). A run's exception is raised here; a worker that dies raises
+    :class:`WorkerDied`."""
     workers = min(workers, len(jobs))
     if workers <= 1:
         return [run(job) for job in jobs]
@@ -65,5 +68,11 @@ def map_runs(run: Callable[[Job], Result], jobs: Sequence[Job], workers: int) ->
             initargs=(1,),
         ) as pool:
             return list(pool.map(_call, jobs))
+    except BrokenProcessPool as exc:
+        raise WorkerDied(
+            f"a worker training {len(jobs)} runs in {workers} processes died without a result "
+            "(killed: out of memory?); nothing was written. parallel.workers: 1 trains them "
+            "one after another in the stage's own process"
+        ) from exc
     finally:
         _RUN = None
