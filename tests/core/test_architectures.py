@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from mtrec.core.layers import BatchNorm
 from mtrec.core.losses import task_losses
 from mtrec.core.metrics import auc
 from mtrec.core.models import ARCHITECTURES, build_model, load_model
@@ -54,6 +55,24 @@ def test_checkpoint_round_trip(architecture, tmp_path) -> None:
     model.save(tmp_path / "m.pt")
     loaded = load_model(tmp_path / "m.pt").eval()
     assert type(loaded) is type(model) and loaded.spec == model.spec
+    torch.testing.assert_close(loaded(USERS, ITEMS)["like"], model(USERS, ITEMS)["like"])
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_batch_norm_models_rank_and_round_trip_with_their_statistics(
+    architecture, tmp_path
+) -> None:
+    model = tiny_model(architecture=architecture, batch_norm=True)
+    with torch.no_grad():  # one training pass moves the running statistics off their start
+        model.train()(torch.arange(20), torch.arange(20))
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, BatchNorm)]
+    assert norms and all(m.num_batches_tracked == 1 for m in norms)
+    users, items = torch.tensor([1, 7]), torch.tensor([3, 4, 9])
+    pairwise = model(users.repeat_interleave(3), items.repeat(2))["click"].view(2, 3)
+    torch.testing.assert_close(model.score_matrix(users, items), pairwise.detach())
+    model.save(tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt").eval()
     torch.testing.assert_close(loaded(USERS, ITEMS)["like"], model(USERS, ITEMS)["like"])
 
 

@@ -1,10 +1,11 @@
-"""The CPU dropout: a Bernoulli(1 - p) mask, inverted scaling, seeded, identity in eval."""
+"""The CPU dropout (a Bernoulli(1 - p) mask, inverted scaling, seeded, identity in eval) and
+the MLPs' BatchNorm."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mtrec.core.layers import dropout
+from mtrec.core.layers import BatchNorm, dropout, mlp
 
 N = 1 << 20
 
@@ -68,3 +69,37 @@ def test_non_contiguous_input_keeps_its_shape() -> None:
     x = torch.randn(32, 48).t()
     y = dropout(x, 0.5, True)
     assert y.shape == x.shape and torch.equal(y[y != 0], (x * 2)[y != 0])
+
+
+def test_batch_norm_follows_every_hidden_linear_layer() -> None:
+    layers = [type(m).__name__ for m in mlp(4, [8, 6], 0.1, out_dim=1, batch_norm=True)]
+    assert layers == [
+        *("Linear", "BatchNorm", "ReLU", "Dropout"),
+        *("Linear", "BatchNorm", "ReLU", "Dropout"),
+        "Linear",
+    ]
+    assert "BatchNorm" not in [type(m).__name__ for m in mlp(4, [8], 0.1, out_dim=1)]
+
+
+def test_batch_norm_trains_on_batch_statistics_and_keeps_running_ones_for_one_row() -> None:
+    norm = BatchNorm(3).train()
+    x = torch.randn(64, 3) * 4 + 2
+    y = norm(x)
+    torch.testing.assert_close(y.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    assert norm.num_batches_tracked == 1 and norm.running_mean.abs().sum() > 0
+    before = norm.running_mean.clone(), norm.running_var.clone()
+    row = torch.randn(1, 3)
+    expected = (row - before[0]) / torch.sqrt(before[1] + norm.eps)
+    torch.testing.assert_close(norm(row), expected)  # one row: no batch variance to use
+    assert torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
+
+
+def test_frozen_batch_norm_keeps_its_statistics_in_training() -> None:
+    norm = BatchNorm(3).train()
+    norm(torch.randn(64, 3) * 4 + 2)
+    norm.requires_grad_(False)
+    before = norm.running_mean.clone(), norm.running_var.clone()
+    x = torch.randn(64, 3) - 5
+    torch.testing.assert_close(norm(x), norm.eval()(x))
+    norm.train()(x)
+    assert torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])

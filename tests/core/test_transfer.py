@@ -59,6 +59,22 @@ def test_frozen_keeps_shared_weights_bit_identical_and_trains_the_heads() -> Non
     assert not torch.equal(model.towers["click"][-1].weight, before["towers.click.3.weight"])
 
 
+def test_transfer_carries_batch_norm_statistics_and_frozen_layers_keep_them() -> None:
+    source = tiny_model(seed=1, batch_norm=True)
+    with torch.no_grad():
+        source.train()(torch.arange(20), torch.arange(20))
+    model = get_strategy("frozen").prepare(tiny_model(seed=2, batch_norm=True), source)
+    shared_norm, tower_norm = "bottom.1.running_mean", "towers.click.1.running_mean"
+    assert torch.equal(model.state_dict()[shared_norm], source.state_dict()[shared_norm])
+    before = {name: buffer.clone() for name, buffer in model.state_dict().items()}
+    train, valid = learnable_rows(500, seed=1), learnable_rows(100, seed=2)
+    fit(model, train, valid, TrainConfig(epochs=2, batch_size=64), 0, torch.device("cpu"))
+    after = model.state_dict()
+    for name in (shared_norm, "bottom.1.running_var", "bottom.1.num_batches_tracked"):
+        assert torch.equal(after[name], before[name]), name
+    assert not torch.equal(after[tower_norm], before[tower_norm])
+
+
 def test_l2sp_penalty_is_zero_at_the_source_and_grows_away_from_it() -> None:
     strategy = get_strategy("l2sp", l2sp_strength=0.5)
     model = strategy.prepare(tiny_model(seed=2), tiny_model(seed=1))

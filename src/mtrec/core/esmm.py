@@ -27,7 +27,7 @@ class ESMM(MultiTaskModel):
         super().__init__(spec)
         dims = (*spec.bottom_dims, *spec.tower_dims)
         names = ("ctr", "cvr", "rating") if "rating" in spec.score_tasks else ("ctr", "cvr")
-        self.towers = towers(self.encoder.out_dim, dims, spec.dropout, names)
+        self.towers = towers(self.encoder.out_dim, dims, spec.dropout, names, spec.batch_norm)
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         ctr, cvr = (self.towers[t](pairs).squeeze(-1) for t in ("ctr", "cvr"))

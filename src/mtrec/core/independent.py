@@ -15,7 +15,9 @@ class IndependentTowers(MultiTaskModel):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         dims = (*spec.bottom_dims, *spec.tower_dims)
-        self.towers = towers(self.encoder.out_dim, dims, spec.dropout, spec.score_tasks)
+        self.towers = towers(
+            self.encoder.out_dim, dims, spec.dropout, spec.score_tasks, spec.batch_norm
+        )
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         return {t: tower(pairs).squeeze(-1) for t, tower in self.towers.items()}

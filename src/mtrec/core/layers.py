@@ -46,13 +46,39 @@ class Dropout(nn.Module):
         return dropout(x, self.p, self.training)
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` for the MLPs, with two rules for training:
+
+    - once its affine weights are frozen (the frozen transfer strategy), it also keeps the
+      source domain's running statistics instead of re-estimating them on target batches, so
+      a frozen layer stays the function pretraining learned;
+    - a one-row batch (an epoch's last) has no batch variance: it is normalised with the
+      running statistics, and they are left as they are.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and len(x) > 1 and self.weight.requires_grad:
+            return super().forward(x)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
+
+
 def mlp(
-    in_dim: int, dims: list[int], dropout: float = 0.0, out_dim: int | None = None
+    in_dim: int,
+    dims: list[int],
+    dropout: float = 0.0,
+    out_dim: int | None = None,
+    batch_norm: bool = False,
 ) -> nn.Sequential:
-    """Linear-ReLU-Dropout stack; an optional final linear layer without activation."""
+    """Linear-(BatchNorm)-ReLU-Dropout stack; an optional final linear layer without
+    activation."""
     layers: list[nn.Module] = []
     for dim in dims:
-        layers += [nn.Linear(in_dim, dim), nn.ReLU(inplace=True), Dropout(dropout)]
+        layers.append(nn.Linear(in_dim, dim))
+        if batch_norm:
+            layers.append(BatchNorm(dim))
+        layers += [nn.ReLU(inplace=True), Dropout(dropout)]
         in_dim = dim
     if out_dim is not None:
         layers.append(nn.Linear(in_dim, out_dim))
@@ -122,15 +148,23 @@ class HistoryTransformer(nn.Module):
 
 
 def towers(
-    in_dim: int, dims: tuple[int, ...], dropout: float, tasks: tuple[str, ...]
+    in_dim: int,
+    dims: tuple[int, ...],
+    dropout: float,
+    tasks: tuple[str, ...],
+    batch_norm: bool = False,
 ) -> nn.ModuleDict:
     """One MLP tower with a single output per task."""
-    return nn.ModuleDict({t: mlp(in_dim, list(dims), dropout, out_dim=1) for t in tasks})
+    return nn.ModuleDict(
+        {t: mlp(in_dim, list(dims), dropout, out_dim=1, batch_norm=batch_norm) for t in tasks}
+    )
 
 
-def experts(in_dim: int, dims: tuple[int, ...], dropout: float, n: int) -> nn.ModuleList:
+def experts(
+    in_dim: int, dims: tuple[int, ...], dropout: float, n: int, batch_norm: bool = False
+) -> nn.ModuleList:
     """``n`` expert MLPs of the same shape."""
-    return nn.ModuleList(mlp(in_dim, list(dims), dropout) for _ in range(n))
+    return nn.ModuleList(mlp(in_dim, list(dims), dropout, batch_norm=batch_norm) for _ in range(n))
 
 
 def mix(gate_logits: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:

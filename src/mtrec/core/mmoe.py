@@ -21,9 +21,13 @@ class MMoE(MultiTaskModel):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         width = self.encoder.out_dim
-        self.experts = experts(width, spec.expert_dims, spec.dropout, spec.n_experts)
+        self.experts = experts(
+            width, spec.expert_dims, spec.dropout, spec.n_experts, spec.batch_norm
+        )
         self.gates = nn.ModuleDict({t: nn.Linear(width, spec.n_experts) for t in spec.score_tasks})
-        self.towers = towers(spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks)
+        self.towers = towers(
+            spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks, spec.batch_norm
+        )
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = [expert(pairs) for expert in self.experts]  # n_experts x [n, h]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mtrec.core.encoder import PairEncoder
+from mtrec.core.layers import BatchNorm
 from mtrec.core.pair_grid import PairGrid
 
 SCORE_TASKS = ("click", "like", "rating")
@@ -51,6 +52,7 @@ class ModelSpec:
     n_experts: int = 4
     expert_dims: tuple[int, ...] = (64,)
     levels: int = 2
+    batch_norm: bool = False  # BatchNorm after every hidden linear layer of the MLPs
     text_encoder: str = "bag"
     text_kernel: int = 3
     history_length: int = 0  # 0 = no user-history encoder
@@ -133,6 +135,15 @@ class MultiTaskModel(nn.Module):
             d = self.spec.embedding_dim
             scores = scores + self.encoder.users(users) @ item_vec[:, :d].T
         return scores
+
+    def learned_state(self) -> dict[str, torch.Tensor]:
+        """What training learned: every parameter and the BatchNorm running statistics (the
+        only buffers that are learned; the others hold the side data of the rows)."""
+        state = dict(self.named_parameters())
+        for name, module in self.named_modules():
+            if isinstance(module, BatchNorm):
+                state |= {f"{name}.{b}": t for b, t in module.named_buffers(recurse=False)}
+        return state
 
     def shared_parameter_names(self) -> list[str]:
         """Parameters that transfer as shared knowledge: the shared encoder parts and the

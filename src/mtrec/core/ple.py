@@ -22,9 +22,12 @@ class ExtractionLevel(nn.Module):
         super().__init__()
         k, self.tasks = spec.n_experts, spec.score_tasks
         self.task_experts = nn.ModuleDict(
-            {t: experts(in_dim, spec.expert_dims, spec.dropout, k) for t in self.tasks}
+            {
+                t: experts(in_dim, spec.expert_dims, spec.dropout, k, spec.batch_norm)
+                for t in self.tasks
+            }
         )
-        self.shared_experts = experts(in_dim, spec.expert_dims, spec.dropout, k)
+        self.shared_experts = experts(in_dim, spec.expert_dims, spec.dropout, k, spec.batch_norm)
         self.task_gates = nn.ModuleDict({t: nn.Linear(in_dim, 2 * k) for t in self.tasks})
         # The last level feeds the towers only, so it needs no shared output.
         self.shared_gate = None if last else nn.Linear(in_dim, k * (len(self.tasks) + 1))
@@ -54,7 +57,9 @@ class PLE(MultiTaskModel):
         self.levels = nn.ModuleList(
             ExtractionLevel(w, spec, last=i == spec.levels - 1) for i, w in enumerate(widths)
         )
-        self.towers = towers(spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks)
+        self.towers = towers(
+            spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks, spec.batch_norm
+        )
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         task_inputs: dict[str, torch.Tensor] = dict.fromkeys(self.spec.score_tasks, pairs)

@@ -19,9 +19,13 @@ class SharedBottom(MultiTaskModel):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
-        self.bottom = mlp(self.encoder.out_dim, list(spec.bottom_dims), spec.dropout)
+        self.bottom = mlp(
+            self.encoder.out_dim, list(spec.bottom_dims), spec.dropout, batch_norm=spec.batch_norm
+        )
         width = spec.bottom_dims[-1] if spec.bottom_dims else self.encoder.out_dim
-        self.towers = towers(width, spec.tower_dims, spec.dropout, spec.score_tasks)
+        self.towers = towers(
+            width, spec.tower_dims, spec.dropout, spec.score_tasks, spec.batch_norm
+        )
 
     def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden = self.bottom(pairs)  # [n, bottom_dims[-1]]

@@ -30,14 +30,15 @@ class Strategy:
     mixes_source_rows = False
 
     def prepare(self, model: MultiTaskModel, source: MultiTaskModel | None) -> MultiTaskModel:
-        """Copy the source model's parameters into ``model`` (same spec required). Buffers
-        (the side data) stay the target model's own: they describe the data it trains on."""
+        """Copy what the source model learned (parameters, BatchNorm statistics) into
+        ``model`` (same spec required). The other buffers (the side data) stay the target
+        model's own: they describe the data it trains on."""
         if source is None:
             raise ValueError(f"{self.name} needs the pretrained source model")
         # The rating offset is the current data's mean, not a learned weight.
         if replace(source.spec, rating_mean=model.spec.rating_mean) != model.spec:
             raise ValueError(f"source model spec {source.spec} does not match {model.spec}")
-        model.load_state_dict(model.state_dict() | dict(source.named_parameters()))
+        model.load_state_dict(model.state_dict() | source.learned_state())
         return model
 
     def source_weights(

@@ -104,6 +104,7 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         bottom_dims=tuple(params.model.bottom_dims),
         tower_dims=tuple(params.model.tower_dims),
         dropout=params.model.dropout,
+        batch_norm=params.model.batch_norm,
         architecture=params.model.architecture,
         n_experts=params.model.n_experts,
         expert_dims=tuple(params.model.expert_dims),
