@@ -50,9 +50,12 @@ def load_rows(path: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tenso
     return split["train"], split["test"], side
 
 
-def bench_model(architecture: str, side: Mapping, seed: int) -> MultiTaskModel:
+def bench_model(
+    architecture: str, side: Mapping, seed: int, batch_norm: bool = False
+) -> MultiTaskModel:
     """The benchmark-sized model: ids, text bag and genres (the features the peer gets too);
-    no numeric side features (zero columns), so both see the same inputs."""
+    no numeric side features (zero columns), so both see the same inputs. ``batch_norm``:
+    BatchNorm after every hidden layer, as in the peer's MLPs."""
     torch.manual_seed(seed)
     spec = ModelSpec(
         n_users=side["n_users"],
@@ -71,6 +74,7 @@ def bench_model(architecture: str, side: Mapping, seed: int) -> MultiTaskModel:
         n_experts=N_EXPERTS,
         expert_dims=EXPERTS,
         levels=LEVELS,
+        batch_norm=batch_norm,
         score_tasks=tuple(WEIGHTS),  # the peer's two tasks: no rating head
     )
     model = build_model(spec)
@@ -104,19 +108,18 @@ def train_mtrec(
     batch_size: int,
     epochs: int,
     seed: int = 0,
-    compile_model: bool = False,
+    batch_norm: bool = False,
 ) -> Run:
     """mtrec's core: TensorBatches + ``train_epoch`` + the optimizer ``fit`` builds."""
-    model = bench_model(architecture, side, seed)
+    model = bench_model(architecture, side, seed, batch_norm)
     generator = torch.Generator().manual_seed(seed)
     batches = TensorBatches(train, batch_size, True, generator)
     weighting = StaticWeights(WEIGHTS)
     optimizer = make_optimizer(list(model.parameters()), LR, 0.0)
-    forward = torch.compile(model) if compile_model else None
     run = Run()
     for _ in range(epochs):
         start = time.perf_counter()
-        train_epoch(model, batches, optimizer, weighting, forward=forward)
+        train_epoch(model, batches, optimizer, weighting)
         run.epoch_seconds.append(time.perf_counter() - start)
     return test_aucs(model, test, run)
 

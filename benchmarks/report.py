@@ -12,44 +12,88 @@ import matplotlib.pyplot as plt
 ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm")
 
 
-def _training_table(training: dict) -> list[str]:
+SIDES = (("peer", "torch-rechub 0.9.0"), ("mtrec_bn", "mtrec, BN"), ("mtrec", "mtrec"))
+
+
+def _rate(entry: dict, side: str, arch: str) -> str:
+    return f"{entry[side][arch]['samples_per_s']:,}" if side in entry else "—"
+
+
+def _ratio(entry: dict, side: str, arch: str) -> str:
+    if "peer" not in entry:
+        return "—"
+    return f"{entry[side][arch]['samples_per_s'] / entry['peer'][arch]['samples_per_s']:.2f}x"
+
+
+def _auc(entry: dict, side: str, arch: str, metric: str) -> str:
+    if side not in entry:
+        return "—"
+    got = entry[side][arch]
+    return f"{got[metric]:.4f} ± {got[metric + '_std']:.4f}"
+
+
+def _training_tables(training: dict) -> list[str]:
     lines = [
-        "| model | batch | mtrec samples/s | torch-rechub samples/s | ratio | floor ratio "
-        "| mtrec click / like AUC | torch-rechub click / like AUC |",
+        "| model | batch | torch-rechub samples/s | mtrec, BN samples/s | ratio "
+        "| mtrec samples/s | ratio | vs floor |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for batch, entry in training.items():
-        floor = entry["floor"]
+        floor = entry["floor"]["samples_per_s"]
         for arch in ARCHITECTURES:
-            ours, peer = entry["mtrec"][arch], entry.get("peer", {}).get(arch)
-            ratio = f"{ours['samples_per_s'] / peer['samples_per_s']:.2f}x" if peer else "—"
             vs_floor = (
-                f"{ours['samples_per_s'] / floor['samples_per_s']:.2f}x"
+                f"{entry['mtrec'][arch]['samples_per_s'] / floor:.2f}x"
                 if arch == "shared_bottom"
                 else ""
             )
-            peer_rate = f"{peer['samples_per_s']:,}" if peer else "—"
-            peer_auc = f"{peer['click_auc']:.4f} / {peer['like_auc']:.4f}" if peer else "—"
             lines.append(
-                f"| {arch} | {batch} | {ours['samples_per_s']:,} | {peer_rate} | {ratio} "
-                f"| {vs_floor} | {ours['click_auc']:.4f} / {ours['like_auc']:.4f} | {peer_auc} |"
+                f"| {arch} | {batch} | {_rate(entry, 'peer', arch)} "
+                f"| {_rate(entry, 'mtrec_bn', arch)} | {_ratio(entry, 'mtrec_bn', arch)} "
+                f"| {_rate(entry, 'mtrec', arch)} | {_ratio(entry, 'mtrec', arch)} | {vs_floor} |"
             )
-        lines.append(
-            f"| floor (plain loop, shared_bottom) | {batch} | {floor['samples_per_s']:,} | | | "
-            f"| {floor['click_auc']:.4f} / {floor['like_auc']:.4f} | |"
-        )
+        lines.append(f"| floor (plain loop, shared_bottom) | {batch} | | | | {floor:,} | | |")
+    lines += [
+        "",
+        "Test AUC after the epoch, mean ± std over the seeds (like AUC on clicked rows):",
+        "",
+        "| model | batch | "
+        + " | ".join(f"{name} click" for _, name in SIDES)
+        + " | "
+        + " | ".join(f"{name} like" for _, name in SIDES)
+        + " |",
+        "|---|---|" + "---|" * 2 * len(SIDES),
+    ]
+    for batch, entry in training.items():
+        for arch in (*ARCHITECTURES, "floor"):
+            if arch == "floor":
+                got = {"mtrec": {"floor": entry["floor"]}}
+                cells = [
+                    _auc(got, side, "floor", m) if side == "mtrec" else ""
+                    for m in ("click_auc", "like_auc")
+                    for side, _ in SIDES
+                ]
+                label = "floor (plain loop, shared_bottom)"
+            else:
+                cells = [
+                    _auc(entry, side, arch, m)
+                    for m in ("click_auc", "like_auc")
+                    for side, _ in SIDES
+                ]
+                label = arch
+            lines.append(f"| {label} | {batch} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _plot(result: dict, path: Path) -> None:
     training = result["training"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(SIDES)
     for ax, (batch, entry) in zip(axes, training.items(), strict=False):
         xs = range(len(ARCHITECTURES))
-        ours = [entry["mtrec"][a]["samples_per_s"] for a in ARCHITECTURES]
-        peer = [entry.get("peer", {}).get(a, {}).get("samples_per_s", 0) for a in ARCHITECTURES]
-        ax.bar([x - 0.2 for x in xs], ours, 0.4, label="mtrec")
-        ax.bar([x + 0.2 for x in xs], peer, 0.4, label="torch-rechub 0.9.0")
+        for i, (side, name) in enumerate(SIDES):
+            if side in entry:
+                rates = [entry[side][a]["samples_per_s"] for a in ARCHITECTURES]
+                ax.bar([x + (i - 1) * width for x in xs], rates, width, label=name)
         ax.axhline(entry["floor"]["samples_per_s"], color="k", ls="--", label="plain floor")
         ax.set_xticks(list(xs), ARCHITECTURES)
         ax.set_title(f"training, batch {batch}")
@@ -64,6 +108,7 @@ def write(result: dict, folder: Path) -> None:
     """README.md (tables) and throughput.png (plot) in ``folder``."""
     _plot(result, folder / "throughput.png")
     load = result["loadavg_start"]
+    seeds = len(next(iter(result["training"].values()))["floor"]["runs_samples_per_s"])
     rank = result["ranking"]
     lines = [
         "# Benchmarks",
@@ -85,15 +130,18 @@ def write(result: dict, folder: Path) -> None:
         "towers [16], dropout 0.1, Adam 3e-3, one epoch per run. Two tasks on both sides, "
         "click and like (like over the entire space), weighted 1:1: mtrec's models are built "
         "with `score_tasks=(click, like)`, so neither trains a rating head.",
-        "- samples/s: mtrec and floor are medians of "
-        f"{len(next(iter(result['training'].values()))['mtrec']['shared_bottom']['runs_samples_per_s'])}"
-        " one-epoch runs (fresh model each, interleaved); torch-rechub one epoch (its "
-        "DataLoader + MTLTrainer.train_one_epoch). AUC: test click AUC, like AUC on clicked "
-        "rows, after that epoch.",
+        f"- Each side trains {seeds} one-epoch runs per model and batch size, seeds 0-"
+        f"{seeds - 1}, interleaved (peer, mtrec, floor, next seed) so load hits all alike; "
+        "samples/s is their median, AUC their mean ± std. torch-rechub runs its DataLoader + "
+        "`MTLTrainer.train_one_epoch`; mtrec its core's `TensorBatches` + `train_epoch`.",
+        "- torch-rechub's MLP always puts BatchNorm after each hidden layer; mtrec's MLPs have "
+        "it with `model.batch_norm: true` (off by default). **mtrec, BN** is the like-for-like "
+        "comparison (the peer's layers); **mtrec** is mtrec's default model. The floor is "
+        "the default shared-bottom in the shortest loop plain PyTorch allows.",
         "",
         "## Training throughput",
         "",
-        *_training_table(result["training"]),
+        *_training_tables(result["training"]),
         "",
         "![throughput](throughput.png)",
         "",
@@ -113,10 +161,10 @@ def write(result: dict, folder: Path) -> None:
         "## Pipeline stages",
         "",
         (
-            "Quick settings (1 seed, strategies scratch + finetune, 2 epochs, one curve point; "
-            "`python benchmarks/run.py --full-pipeline` times params.yaml as it is), "
+            "Quick settings (`--quick-stages`: 1 seed, strategies scratch + finetune, 2 epochs, "
+            "one curve point), "
             if result["stages_quick"]
-            else "params.yaml as it is, "
+            else "params.yaml as it is (the whole bundled pipeline), "
         )
         + "each `python -m mtrec <stage>` in a scratch workspace:",
         "",

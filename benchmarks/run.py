@@ -43,20 +43,29 @@ def log(message: str) -> None:
     )
 
 
+# mtrec's two configurations: its default MLPs, and the peer's (BatchNorm after every hidden
+# layer, which torch-rechub's MLP always has): the like-for-like comparison.
+CONFIGS = {"mtrec": False, "mtrec_bn": True}
+
+
 def summarise(runs: list[models.Run], n_rows: int) -> dict:
-    """Median samples/s over the runs (one epoch each) and the median run's AUCs."""
+    """Median samples/s over the runs (one epoch each, one seed each) and the AUCs' mean and
+    std over them."""
     rates = [n_rows / r.epoch_seconds[-1] for r in runs]
-    middle = sorted(range(len(runs)), key=rates.__getitem__)[len(runs) // 2]
-    return {
+    out: dict = {
         "samples_per_s": round(statistics.median(rates)),
         "runs_samples_per_s": [round(r) for r in rates],
-        "click_auc": round(runs[middle].click_auc, 4),
-        "like_auc": round(runs[middle].like_auc, 4),
     }
+    for metric in ("click_auc", "like_auc"):
+        values = [getattr(r, metric) for r in runs]
+        out[metric] = round(statistics.mean(values), 4)
+        out[f"{metric}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+        out[f"runs_{metric}"] = [round(v, 4) for v in values]
+    return out
 
 
-def peer(python: Path, rows_path: Path, batch: int, threads: int) -> dict:
-    """torch-rechub, one epoch per model, in its own venv."""
+def peer(python: Path, rows_path: Path, batch: int, threads: int, seed: int) -> dict:
+    """torch-rechub, one epoch per model from ``seed``, in its own venv: {model: Run}."""
     done = subprocess.run(
         [
             str(python),
@@ -68,47 +77,52 @@ def peer(python: Path, rows_path: Path, batch: int, threads: int) -> dict:
             "1",
             "--threads",
             str(threads),
+            "--seed",
+            str(seed),
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    results = json.loads(done.stdout.strip().splitlines()[-1])["results"]
+    return {
+        m: models.Run(
+            r[str(batch)]["epoch_seconds"], r[str(batch)]["click_auc"], r[str(batch)]["like_auc"]
+        )
+        for m, r in results.items()
+    }
 
 
 def training(rows_path: Path, peer_python: Path | None, repeats: int, threads: int) -> dict:
-    """Per batch size: the peer's four models, then mtrec's and the floor's, ``repeats``
-    one-epoch runs each interleaved (mtrec, floor, mtrec, ...) so load hits all alike."""
+    """Per batch size, ``repeats`` rounds (seed = round): the peer's four models, then
+    mtrec's in both configurations and the floor, one epoch each, interleaved so load hits
+    all alike."""
     train, test, side = models.load_rows(str(rows_path))
     n = len(train["user"])
     out: dict = {}
     for batch in (1024, 4096):
         entry: dict = {"loadavg": [os.getloadavg()[0]]}
-        if peer_python is not None:
-            log(f"peer, batch {batch}")
-            got = peer(peer_python, rows_path, batch, threads)
-            entry["peer"] = {
-                m: summarise(
-                    [
-                        models.Run(
-                            r[str(batch)]["epoch_seconds"],
-                            r[str(batch)]["click_auc"],
-                            r[str(batch)]["like_auc"],
-                        )
-                    ],
-                    n,
-                )
-                for m, r in got["results"].items()
-            }
-        runs: dict[str, list[models.Run]] = {a: [] for a in (*ARCHITECTURES, "floor")}
+        runs: dict[str, dict[str, list[models.Run]]] = {
+            side_name: {a: [] for a in ARCHITECTURES} for side_name in ("peer", *CONFIGS)
+        }
+        floor: list[models.Run] = []
         for rep in range(repeats):
-            log(f"mtrec + floor, batch {batch}, repeat {rep + 1}/{repeats}")
+            if peer_python is not None:
+                log(f"peer, batch {batch}, seed {rep}")
+                for arch, run in peer(peer_python, rows_path, batch, threads, rep).items():
+                    runs["peer"][arch].append(run)
+            log(f"mtrec + floor, batch {batch}, seed {rep}")
             for arch in ARCHITECTURES:
-                runs[arch].append(models.train_mtrec(arch, train, test, side, batch, 1, seed=rep))
+                for config, batch_norm in CONFIGS.items():
+                    runs[config][arch].append(
+                        models.train_mtrec(arch, train, test, side, batch, 1, rep, batch_norm)
+                    )
                 if arch == "shared_bottom":
-                    runs["floor"].append(models.train_floor(train, test, side, batch, 1, rep))
-        entry["mtrec"] = {a: summarise(r, n) for a, r in runs.items() if a != "floor"}
-        entry["floor"] = summarise(runs["floor"], n)
+                    floor.append(models.train_floor(train, test, side, batch, 1, rep))
+        for side_name, by_arch in runs.items():
+            if any(by_arch.values()):
+                entry[side_name] = {a: summarise(r, n) for a, r in by_arch.items()}
+        entry["floor"] = summarise(floor, n)
         entry["loadavg"].append(os.getloadavg()[0])
         out[str(batch)] = entry
     return out
@@ -230,9 +244,10 @@ def main() -> None:
     )
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument(
-        "--full-pipeline",
+        "--quick-stages",
         action="store_true",
-        help="time the stages with params.yaml as it is (~30 min)",
+        help="time the stages with short settings (1 seed, 2 strategies, 2 epochs) instead of "
+        "params.yaml as it is",
     )
     parser.add_argument("--scale-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -263,10 +278,8 @@ def main() -> None:
         log("pipeline stages in a scratch workspace")
         workspace = scratch / "workspace"
         workspace.mkdir()
-        result["stages"] = stages.run_pipeline(
-            PROJECT, workspace, not args.full_pipeline, args.threads
-        )
-        result["stages_quick"] = not args.full_pipeline
+        result["stages"] = stages.run_pipeline(PROJECT, workspace, args.quick_stages, args.threads)
+        result["stages_quick"] = args.quick_stages
         processed = workspace / "data" / "processed"
         rows_path = scratch / "rows.npz"
         result["rows"] = rows.build_rows(processed, rows_path, limit=args.train_rows)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-# Short settings so the whole pipeline fits in the bench's time: one seed, two strategies,
-# two epochs, one curve point. `--full-pipeline` runs the project's params.yaml unchanged.
+# `--quick-stages`: short settings for a quick look (one seed, two strategies, two epochs, one
+# curve point). By default the bench runs the project's params.yaml unchanged.
 QUICK = {
     "eval": {"seeds": [0]},
     "pretrain": {"epochs": 2},
