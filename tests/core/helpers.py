@@ -12,25 +12,25 @@ from mtrec.core.multitask import ModelSpec, MultiTaskModel
 def tiny_spec(
     n_users: int = 20, n_items: int = 30, architecture: str = "shared_bottom", **fields: object
 ) -> ModelSpec:
-    """The small spec every core test model starts from (``fields``: other spec fields)."""
+    """The small spec every core test model starts from (``fields``: other or different spec
+    fields)."""
+    defaults: dict = {
+        "n_tokens": 15,
+        "n_genres": 4,
+        "n_user_features": 2,
+        "n_item_features": 3,
+        "max_tokens": 3,
+        "embedding_dim": 8,
+        "bottom_dims": (16,),
+        "tower_dims": (8,),
+        "dropout": 0.0,
+        "rating_mean": 3.5,
+        "n_experts": 2,
+        "expert_dims": (8,),
+        "levels": 2,
+    }
     return ModelSpec(
-        n_users=n_users,
-        n_items=n_items,
-        n_tokens=15,
-        n_genres=4,
-        n_user_features=2,
-        n_item_features=3,
-        max_tokens=3,
-        embedding_dim=8,
-        bottom_dims=(16,),
-        tower_dims=(8,),
-        dropout=0.0,
-        rating_mean=3.5,
-        architecture=architecture,
-        n_experts=2,
-        expert_dims=(8,),
-        levels=2,
-        **fields,
+        n_users=n_users, n_items=n_items, architecture=architecture, **(defaults | fields)
     )
 
 

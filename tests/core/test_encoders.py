@@ -1,10 +1,12 @@
-"""The encoder options of the shared bottom: text CNN and the user-history Transformer."""
+"""The encoder options of the shared bottom (text CNN, the user-history Transformer, LM items)
+and the pair's layout."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mtrec.core.layers import TextBag, TextCNN
+from mtrec.core.models import ARCHITECTURES, load_model
 from mtrec.core.trainer import fit
 from mtrec.core.transfer import get_strategy
 
@@ -62,6 +64,32 @@ def test_encoder_options_forward_and_rank(encoder) -> None:
     assert torch.isfinite(out["click"]).all()  # user 0 has an empty history
     scores = model.eval().score_matrix(users, torch.arange(1, 8))
     torch.testing.assert_close(scores[1, 2], model(users[1:2], torch.tensor([3]))["click"][0])
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_data_without_genres_or_item_features_gets_no_slot_for_them(architecture) -> None:
+    d = 8
+    plain = tiny_model(architecture=architecture, n_genres=0, n_item_features=0)
+    assert plain.encoder.out_dim == 3 * d
+    assert plain.encoder.genre is None and plain.encoder.item_side is None
+    assert tiny_model(n_genres=0).encoder.out_dim == tiny_model(n_item_features=0).encoder.out_dim
+    assert tiny_model(n_item_features=0).encoder.out_dim == 4 * d
+    assert tiny_model().encoder.out_dim == 5 * d
+    users, items = torch.tensor([1, 7]), torch.tensor([3, 4, 9])
+    pairwise = plain(users.repeat_interleave(3), items.repeat(2))["click"].view(2, 3)
+    torch.testing.assert_close(plain.eval().score_matrix(users, items), pairwise.detach())
+
+
+def test_a_checkpoint_from_before_the_empty_slots_were_dropped_still_loads(tmp_path) -> None:
+    old = tiny_model(n_genres=0, n_item_features=0, constant_slots=True).eval()
+    assert old.encoder.out_dim == 5 * 8
+    old.save(tmp_path / "old.pt")
+    blob = torch.load(tmp_path / "old.pt", weights_only=True)
+    del blob["spec"]["constant_slots"]  # as saved before the field existed
+    torch.save(blob, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt").eval()
+    users, items = torch.tensor([1, 2]), torch.tensor([3, 4])
+    torch.testing.assert_close(loaded(users, items)["click"], old(users, items)["click"])
 
 
 def test_history_changes_the_user_vector_and_trains() -> None:

@@ -24,9 +24,6 @@ from mtrec.core.lm_top import LMTop
 if TYPE_CHECKING:
     from mtrec.core.multitask import ModelSpec
 
-# User vector (d) + item id, text, genre and side vectors (4d).
-PAIR_WIDTH = 5
-
 
 def linear(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
     """``nn.Linear``; a dataset without genres or side features gives a zero-width one (a
@@ -42,7 +39,6 @@ class PairEncoder(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         d = spec.embedding_dim
-        self.out_dim = PAIR_WIDTH * d
         self.user_embedding = nn.Embedding(spec.n_users, d)
         self.item_embedding = nn.Embedding(spec.n_items, d)
         self.text = (
@@ -50,9 +46,19 @@ class PairEncoder(nn.Module):
             if spec.text_encoder == "cnn"
             else TextBag(spec.n_tokens, d)
         )
-        self.genre = linear(spec.n_genres, d, bias=False)
         self.user_side = linear(spec.n_user_features, d)
-        self.item_side = linear(spec.n_item_features, d)
+        # A slot the data cannot fill is left out of the pair: without genres it would be a
+        # zero vector, without item features a learned constant (which the next layer's bias
+        # already is); either would widen every first layer for nothing (Amazon has neither),
+        # and an unused parameter stops DDP. Older checkpoints have both (spec.constant_slots).
+        self.genre = (
+            linear(spec.n_genres, d, bias=False) if spec.n_genres or spec.constant_slots else None
+        )
+        self.item_side = (
+            linear(spec.n_item_features, d) if spec.n_item_features or spec.constant_slots else None
+        )
+        # User vector (d) + item id and text (2d) + the genre and side vectors the data has.
+        self.out_dim = d * (3 + (self.genre is not None) + (self.item_side is not None))
         self.category = linear(d, spec.n_genres)
         # Side data lives with the model so a batch is just (user, item) indices.
         self.register_buffer(
@@ -152,15 +158,18 @@ class PairEncoder(nn.Module):
         return self.lm_top(self.item_lm_states[unique], self.item_lm_mask[unique])[inverse]
 
     def items(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[n] -> item vector [n, 4d] and its text encoding [n, d]."""
+        """[n] -> item vector [n, out_dim - d] and its text encoding [n, d]."""
         text = self.text(self.item_tokens[items])
-        genre = self.genre(self.item_genres[items])
-        side = self.item_side(self.item_features[items])
-        return torch.cat([self.item_ids(items), text, genre, side], dim=-1), text
+        parts = [self.item_ids(items), text]
+        if self.genre is not None:
+            parts.append(self.genre(self.item_genres[items]))
+        if self.item_side is not None:
+            parts.append(self.item_side(self.item_features[items]))
+        return torch.cat(parts, dim=-1), text
 
     def forward(
         self, users: torch.Tensor, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row-wise pairs: [n, 5d] and the items' text encodings [n, d]."""
+        """Row-wise pairs: [n, out_dim] and the items' text encodings [n, d]."""
         item_vec, text = self.items(items)
         return torch.cat([self.users(users), item_vec], dim=-1), text

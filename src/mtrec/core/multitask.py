@@ -53,6 +53,9 @@ class ModelSpec:
     expert_dims: tuple[int, ...] = (64,)
     levels: int = 2
     batch_norm: bool = False  # BatchNorm after every hidden linear layer of the MLPs
+    # Keep the genre and item-feature slots of the pair even where the data has no genres or
+    # no item features (the layout of checkpoints saved before such slots were dropped).
+    constant_slots: bool = False
     text_encoder: str = "bag"
     text_kernel: int = 3
     history_length: int = 0  # 0 = no user-history encoder
@@ -123,7 +126,7 @@ class MultiTaskModel(nn.Module):
         """Click logits for every (user, item) pair: [n_users, n_items]."""
         step = max(1, PAIRS_PER_CHUNK // max(len(items), 1))
         # Item vectors once, not per user chunk (with a large catalogue a chunk is a few users).
-        item_vec, _ = self.encoder.items(items)  # [n_items, 4d]
+        item_vec, _ = self.encoder.items(items)  # [n_items, out_dim - d]
         rows = [
             self.task_logits(PairGrid(self.encoder.users(chunk), item_vec))["click"].view(
                 len(chunk), -1
@@ -162,4 +165,6 @@ def spec_from_dict(raw: dict) -> ModelSpec:
     """Rebuild a spec read from a checkpoint (tuples come back as tuples or lists)."""
     keys = ("bottom_dims", "tower_dims", "expert_dims", "score_tasks")
     tuples = {k: tuple(raw[k]) for k in keys if k in raw}
-    return ModelSpec(**(raw | tuples))
+    # A checkpoint without the field predates dropping the empty slots: it has them all.
+    legacy = {"constant_slots": raw.get("constant_slots", True)}
+    return ModelSpec(**(raw | tuples | legacy))
