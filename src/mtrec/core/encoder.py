@@ -46,7 +46,6 @@ class PairEncoder(nn.Module):
             if spec.text_encoder == "cnn"
             else TextBag(spec.n_tokens, d)
         )
-        self.user_side = linear(spec.n_user_features, d)
         # A slot the data cannot fill is left out of the pair: without genres it would be a
         # zero vector, without item features a learned constant (which the next layer's bias
         # already is); either would widen every first layer for nothing (Amazon has neither),
@@ -54,6 +53,9 @@ class PairEncoder(nn.Module):
         self.genre = (
             linear(spec.n_genres, d, bias=False) if spec.n_genres or spec.constant_slots else None
         )
+        # Created between the two, where it always was: seeded initialisation (and so every
+        # published figure) stays as it was.
+        self.user_side = linear(spec.n_user_features, d)
         self.item_side = (
             linear(spec.n_item_features, d) if spec.n_item_features or spec.constant_slots else None
         )
