@@ -36,6 +36,18 @@ def test_score_matrix_equals_pairwise_forward(architecture) -> None:
 
 
 @pytest.mark.parametrize("architecture", ALL)
+def test_ranking_runs_the_click_head_only(architecture) -> None:
+    model = tiny_model(architecture=architecture).eval()
+    ran: list[str] = []
+    for name, tower in model.towers.items():
+        tower.register_forward_hook(lambda *_, name=name: ran.append(name))
+    model.score_matrix(torch.tensor([1, 7]), torch.tensor([3, 4, 9]))
+    assert ran == ["ctr" if architecture == "esmm" else "click"]
+    model(USERS, ITEMS)
+    assert len(ran) == 1 + len(model.towers)  # a forward still runs every head
+
+
+@pytest.mark.parametrize("architecture", ALL)
 def test_dot_product_adds_user_item_agreement_to_click(architecture) -> None:
     plain = tiny_model(architecture=architecture).eval()
     dot = tiny_model(architecture=architecture, dot_product=True).eval()

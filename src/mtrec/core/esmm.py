@@ -29,12 +29,18 @@ class ESMM(MultiTaskModel):
         names = ("ctr", "cvr", "rating") if "rating" in spec.score_tasks else ("ctr", "cvr")
         self.towers = towers(self.encoder.out_dim, dims, spec.dropout, names, spec.batch_norm)
 
-    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-        ctr, cvr = (self.towers[t](pairs).squeeze(-1) for t in ("ctr", "cvr"))
-        log_ctcvr = F.logsigmoid(ctr) + F.logsigmoid(cvr)  # log p(click and like)
-        # Back to a logit so the shared BCE-with-logits loss applies to pCTCVR directly.
-        log_not = torch.log(torch.clamp(-torch.expm1(log_ctcvr), min=_EPS))
-        out = {"click": ctr, "like": log_ctcvr - log_not}
-        if "rating" in self.towers:
+    def task_logits(
+        self, pairs: torch.Tensor, tasks: tuple[str, ...] | None = None
+    ) -> dict[str, torch.Tensor]:
+        wanted = tasks or self.spec.score_tasks
+        ctr = self.towers["ctr"](pairs).squeeze(-1)
+        out = {"click": ctr}
+        if "like" in wanted:
+            cvr = self.towers["cvr"](pairs).squeeze(-1)
+            log_ctcvr = F.logsigmoid(ctr) + F.logsigmoid(cvr)  # log p(click and like)
+            # Back to a logit so the shared BCE-with-logits loss applies to pCTCVR directly.
+            log_not = torch.log(torch.clamp(-torch.expm1(log_ctcvr), min=_EPS))
+            out["like"] = log_ctcvr - log_not
+        if "rating" in wanted:
             out["rating"] = self.towers["rating"](pairs).squeeze(-1)
-        return out
+        return {t: out[t] for t in wanted}

@@ -19,5 +19,7 @@ class IndependentTowers(MultiTaskModel):
             self.encoder.out_dim, dims, spec.dropout, spec.score_tasks, spec.batch_norm
         )
 
-    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {t: tower(pairs).squeeze(-1) for t, tower in self.towers.items()}
+    def task_logits(
+        self, pairs: torch.Tensor, tasks: tuple[str, ...] | None = None
+    ) -> dict[str, torch.Tensor]:
+        return {t: self.towers[t](pairs).squeeze(-1) for t in tasks or self.spec.score_tasks}

@@ -29,7 +29,11 @@ class MMoE(MultiTaskModel):
             spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks, spec.batch_norm
         )
 
-    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def task_logits(
+        self, pairs: torch.Tensor, tasks: tuple[str, ...] | None = None
+    ) -> dict[str, torch.Tensor]:
         outputs = [expert(pairs) for expert in self.experts]  # n_experts x [n, h]
-        mixed = {t: mix(gate(pairs), outputs) for t, gate in self.gates.items()}
-        return {t: self.towers[t](mixed[t]).squeeze(-1) for t in self.spec.score_tasks}
+        return {
+            t: self.towers[t](mix(self.gates[t](pairs), outputs)).squeeze(-1)
+            for t in tasks or self.spec.score_tasks
+        }

@@ -95,9 +95,11 @@ class MultiTaskModel(nn.Module):
         self.spec = spec
         self.encoder = PairEncoder(spec)
 
-    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """[n, encoder.out_dim] -> {task: [n]} for ``spec.score_tasks`` (rating before its
-        mean)."""
+    def task_logits(
+        self, pairs: torch.Tensor, tasks: tuple[str, ...] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """[n, encoder.out_dim] -> {task: [n]} for ``tasks`` (default ``spec.score_tasks``;
+        rating before its mean), computing only what those tasks need."""
         raise NotImplementedError
 
     @property
@@ -128,9 +130,10 @@ class MultiTaskModel(nn.Module):
         # Item vectors once, not per user chunk (with a large catalogue a chunk is a few users).
         item_vec, _ = self.encoder.items(items)  # [n_items, out_dim - d]
         rows = [
-            self.task_logits(PairGrid(self.encoder.users(chunk), item_vec))["click"].view(
-                len(chunk), -1
-            )
+            # Click alone ranks: the other heads (towers, gates, ESMM's CVR tower) are skipped.
+            self.task_logits(PairGrid(self.encoder.users(chunk), item_vec), ("click",))[
+                "click"
+            ].view(len(chunk), -1)
             for chunk in users.split(step)
         ]
         scores = torch.cat(rows)

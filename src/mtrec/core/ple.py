@@ -33,11 +33,19 @@ class ExtractionLevel(nn.Module):
         self.shared_gate = None if last else nn.Linear(in_dim, k * (len(self.tasks) + 1))
 
     def forward(
-        self, task_inputs: dict[str, torch.Tensor], shared_input: torch.Tensor
+        self,
+        task_inputs: dict[str, torch.Tensor],
+        shared_input: torch.Tensor,
+        tasks: tuple[str, ...] | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Task outputs for ``tasks`` (default all) and the shared output (None at the last
+        level, which then runs only the experts of ``tasks``)."""
+        wanted = tasks or self.tasks
+        # The shared gate mixes every task's experts; without it only the wanted ones count.
+        needed = self.tasks if self.shared_gate is not None else wanted
         shared = [e(shared_input) for e in self.shared_experts]  # k x [n, h]
-        own = {t: [e(task_inputs[t]) for e in self.task_experts[t]] for t in self.tasks}
-        task_out = {t: mix(self.task_gates[t](task_inputs[t]), own[t] + shared) for t in self.tasks}
+        own = {t: [e(task_inputs[t]) for e in self.task_experts[t]] for t in needed}
+        task_out = {t: mix(self.task_gates[t](task_inputs[t]), own[t] + shared) for t in wanted}
         if self.shared_gate is None:
             return task_out, None
         everything = [o for t in self.tasks for o in own[t]] + shared
@@ -61,10 +69,15 @@ class PLE(MultiTaskModel):
             spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks, spec.batch_norm
         )
 
-    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def task_logits(
+        self, pairs: torch.Tensor, tasks: tuple[str, ...] | None = None
+    ) -> dict[str, torch.Tensor]:
+        wanted = tasks or self.spec.score_tasks
         task_inputs: dict[str, torch.Tensor] = dict.fromkeys(self.spec.score_tasks, pairs)
         shared: torch.Tensor | None = pairs
-        for level in self.levels:
+        for i, level in enumerate(self.levels):
             assert shared is not None  # only the last level returns no shared output
-            task_inputs, shared = level(task_inputs, shared)
-        return {t: self.towers[t](task_inputs[t]).squeeze(-1) for t in self.spec.score_tasks}
+            # Every level but the last feeds all tasks' inputs of the next one.
+            last = i == len(self.levels) - 1
+            task_inputs, shared = level(task_inputs, shared, wanted if last else None)
+        return {t: self.towers[t](task_inputs[t]).squeeze(-1) for t in wanted}

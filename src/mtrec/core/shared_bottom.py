@@ -27,6 +27,8 @@ class SharedBottom(MultiTaskModel):
             width, spec.tower_dims, spec.dropout, spec.score_tasks, spec.batch_norm
         )
 
-    def task_logits(self, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def task_logits(
+        self, pairs: torch.Tensor, tasks: tuple[str, ...] | None = None
+    ) -> dict[str, torch.Tensor]:
         hidden = self.bottom(pairs)  # [n, bottom_dims[-1]]
-        return {t: tower(hidden).squeeze(-1) for t, tower in self.towers.items()}
+        return {t: self.towers[t](hidden).squeeze(-1) for t in tasks or self.spec.score_tasks}
