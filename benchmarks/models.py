@@ -1,5 +1,6 @@
 """mtrec's side of the benchmark: the bench-sized model, mtrec's own training epoch, and the
-plain-PyTorch floor loop over the same model (runs in the project's venv)."""
+plain-PyTorch floor loop over the same model (runs in the project's venv). On CUDA both train
+with the data on the device and bf16 autocast, as the core's ``amp: auto`` does."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from mtrec.core.batches import TensorBatches
 from mtrec.core.metrics import auc
 from mtrec.core.models import build_model
 from mtrec.core.multitask import ModelSpec, MultiTaskModel
-from mtrec.core.trainer import make_optimizer, train_epoch
+from mtrec.core.trainer import autocast_dtype, make_optimizer, train_epoch
 from mtrec.core.weighting import StaticWeights
 
 # Shared with the peer (peer_rechub.py): embedding 16, bottom [64, 32], towers [16], 4 experts
@@ -25,6 +26,7 @@ BOTTOM, TOWER, EXPERTS, N_EXPERTS, LEVELS, DROPOUT = (64, 32), (16,), (64, 32), 
 LR = 3e-3
 # The peer trains click and like (like over the entire space) with equal weights.
 WEIGHTS = {"click": 1.0, "like": 1.0}
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -93,11 +95,21 @@ def bench_model(
 def test_aucs(model: MultiTaskModel, test: Mapping[str, torch.Tensor], run: Run) -> Run:
     """Click AUC on every test row, like AUC on the clicked ones (the core's rank AUC)."""
     model.eval()
-    out = model(test["user"], test["item"])
+    device = model.item_genres.device
+    out = {
+        k: v.float().cpu()
+        for k, v in model(test["user"].to(device), test["item"].to(device)).items()
+    }
     clicked = test["click"] > 0
     run.click_auc = auc(out["click"], test["click"])
     run.like_auc = auc(out["like"][clicked], test["like"][clicked])
     return run
+
+
+def _synchronise(device: torch.device) -> None:
+    # CUDA runs asynchronously: an epoch's clock stops when its kernels have finished.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def train_mtrec(
@@ -109,17 +121,21 @@ def train_mtrec(
     epochs: int,
     seed: int = 0,
     batch_norm: bool = False,
+    device: torch.device = CPU,
 ) -> Run:
     """mtrec's core: TensorBatches + ``train_epoch`` + the optimizer ``fit`` builds."""
-    model = bench_model(architecture, side, seed, batch_norm)
+    model = bench_model(architecture, side, seed, batch_norm).to(device)
     generator = torch.Generator().manual_seed(seed)
-    batches = TensorBatches(train, batch_size, True, generator)
-    weighting = StaticWeights(WEIGHTS)
+    batches = TensorBatches(train, batch_size, True, generator).to(device)
+    weighting = StaticWeights(WEIGHTS).to(device)
     optimizer = make_optimizer(list(model.parameters()), LR, 0.0)
+    amp = autocast_dtype("auto", device)
     run = Run()
     for _ in range(epochs):
+        _synchronise(device)
         start = time.perf_counter()
-        train_epoch(model, batches, optimizer, weighting)
+        train_epoch(model, batches, optimizer, weighting, amp=amp)
+        _synchronise(device)
         run.epoch_seconds.append(time.perf_counter() - start)
     return test_aucs(model, test, run)
 
@@ -131,26 +147,31 @@ def train_floor(
     batch_size: int,
     epochs: int,
     seed: int = 0,
+    device: torch.device = CPU,
 ) -> Run:
     """The floor: the same shared-bottom model in the shortest loop plain PyTorch allows
     (one permutation per epoch, slices, click + like BCE, default Adam)."""
-    model = bench_model("shared_bottom", side, seed)
+    model = bench_model("shared_bottom", side, seed).to(device)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    user, item, click, like = (train[c] for c in ("user", "item", "click", "like"))
+    user, item, click, like = (train[c].to(device) for c in ("user", "item", "click", "like"))
+    amp = autocast_dtype("auto", device)
     run = Run()
     for _ in range(epochs):
+        _synchronise(device)
         start = time.perf_counter()
         model.train()
-        perm = torch.randperm(len(user), generator=generator)
+        perm = torch.randperm(len(user), generator=generator).to(device)
         u, i, c, lk = user[perm], item[perm], click[perm], like[perm]
         for s in range(0, len(u), batch_size):
-            out = model(u[s : s + batch_size], i[s : s + batch_size])
-            loss = F.binary_cross_entropy_with_logits(
-                out["click"], c[s : s + batch_size]
-            ) + F.binary_cross_entropy_with_logits(out["like"], lk[s : s + batch_size])
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out = model(u[s : s + batch_size], i[s : s + batch_size])
+                loss = F.binary_cross_entropy_with_logits(
+                    out["click"], c[s : s + batch_size]
+                ) + F.binary_cross_entropy_with_logits(out["like"], lk[s : s + batch_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        _synchronise(device)
         run.epoch_seconds.append(time.perf_counter() - start)
     return test_aucs(model, test, run)

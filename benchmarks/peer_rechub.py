@@ -68,7 +68,9 @@ def build(name: str, user: list, item: list) -> torch.nn.Module:
     raise ValueError(f"unknown model {name!r}")
 
 
-def run(raw: np.lib.npyio.NpzFile, name: str, batch: int, epochs: int, seed: int) -> dict:
+def run(
+    raw: np.lib.npyio.NpzFile, name: str, batch: int, epochs: int, seed: int, device: str
+) -> dict:
     """Train ``name`` with torch-rechub's own DataGenerator and MTLTrainer; time each epoch."""
     torch.manual_seed(seed)
     user, item = features(raw)
@@ -83,11 +85,13 @@ def run(raw: np.lib.npyio.NpzFile, name: str, batch: int, epochs: int, seed: int
     model = build(name, user, item)
     tasks = [*CLS, "classification"] if name == "esmm" else CLS
     params = {"lr": LR, "weight_decay": 0.0}
-    trainer = MTLTrainer(model, tasks, optimizer_params=params, n_epoch=epochs, device="cpu")
+    trainer = MTLTrainer(model, tasks, optimizer_params=params, n_epoch=epochs, device=device)
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
         trainer.train_one_epoch(loader)
+        if device == "cuda":  # the epoch ends when its kernels have run
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     pred = np.asarray(trainer.predict(model, test_loader_x(test_loader)))
     c, lk = (1, 2) if name == "esmm" else (0, 1)
@@ -113,6 +117,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (fp32: no autocast option)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     raw = np.load(args.rows)
@@ -121,7 +126,7 @@ def main() -> None:
     with contextlib.redirect_stdout(sys.stderr):
         for name in args.models:
             out["results"][name] = {
-                str(b): run(raw, name, b, args.epochs, args.seed) for b in args.batch
+                str(b): run(raw, name, b, args.epochs, args.seed, args.device) for b in args.batch
             }
     out["loadavg"] = os.getloadavg()[0]
     print(json.dumps(out))

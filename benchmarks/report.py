@@ -118,6 +118,15 @@ def write(result: dict, folder: Path) -> None:
         "from one run, written to `results.json`.",
         "",
         f"- Date: {result['date']}; machine: {result['machine']}; device: {result['device']}",
+        *(
+            [
+                "- On CUDA mtrec and the floor train with the rows on the device and bf16 "
+                "autocast (the core's `amp: auto`); torch-rechub in fp32 (it has no autocast "
+                "option), its DataLoader copying each batch."
+            ]
+            if result["device"] != "cpu"
+            else []
+        ),
         f"- torch {result['torch']}, {result['threads']} torch threads per process; load "
         f"average at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min), at end "
         f"{result['loadavg_end'][0]:.2f}. Other work on the machine slows both sides; ratios "

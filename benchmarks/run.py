@@ -32,6 +32,8 @@ import rows  # noqa: E402
 import stages  # noqa: E402
 
 ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm")
+# Every side trains on the GPU when there is one (mtrec and the floor with bf16 autocast).
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def log(message: str) -> None:
@@ -79,6 +81,8 @@ def peer(python: Path, rows_path: Path, batch: int, threads: int, seed: int) -> 
             str(threads),
             "--seed",
             str(seed),
+            "--device",
+            DEVICE.type,
         ],
         capture_output=True,
         text=True,
@@ -115,10 +119,12 @@ def training(rows_path: Path, peer_python: Path | None, repeats: int, threads: i
             for arch in ARCHITECTURES:
                 for config, batch_norm in CONFIGS.items():
                     runs[config][arch].append(
-                        models.train_mtrec(arch, train, test, side, batch, 1, rep, batch_norm)
+                        models.train_mtrec(
+                            arch, train, test, side, batch, 1, rep, batch_norm, DEVICE
+                        )
                     )
                 if arch == "shared_bottom":
-                    floor.append(models.train_floor(train, test, side, batch, 1, rep))
+                    floor.append(models.train_floor(train, test, side, batch, 1, rep, DEVICE))
         for side_name, by_arch in runs.items():
             if any(by_arch.values()):
                 entry[side_name] = {a: summarise(r, n) for a, r in by_arch.items()}
@@ -137,7 +143,7 @@ def ranking(rows_path: Path, repeats: int) -> list[dict]:
     from mtrec.core.metrics import ranking_metrics
 
     train, test, side = models.load_rows(str(rows_path))
-    model = models.bench_model("shared_bottom", side, 0).eval()
+    model = models.bench_model("shared_bottom", side, 0).to(DEVICE).eval()
     users = torch.arange(1, side["n_users"])
     out = []
     for name, items in (
@@ -152,11 +158,12 @@ def ranking(rows_path: Path, repeats: int) -> list[dict]:
             return split["user"][keep], column[split["item"][keep]]
 
         seen, relevant = pairs(train), pairs(test)
+        on_device = items.to(DEVICE)
         seconds = []
         for _ in range(repeats):
             start = time.perf_counter()
             ranking_metrics(
-                lambda u, items=items: model.score_matrix(u, items),
+                lambda u, items=on_device: model.score_matrix(u.to(DEVICE), items),
                 users,
                 seen,
                 relevant,
@@ -219,7 +226,7 @@ def scale_worker(path: str, threads: int) -> None:
     """One scaling point (child process): prints rows, samples/s, seconds and peak RSS."""
     torch.set_num_threads(threads)
     train, test, side = models.load_rows(path)
-    run = models.train_mtrec("shared_bottom", train, test, side, 4096, 1)
+    run = models.train_mtrec("shared_bottom", train, test, side, 4096, 1, device=DEVICE)
     n = len(train["user"])
     print(
         json.dumps(
@@ -271,7 +278,7 @@ def main() -> None:
         "threads": args.threads,
         "train_rows": args.train_rows,
         "loadavg_start": os.getloadavg(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu",
     }
     with tempfile.TemporaryDirectory(prefix="mtrec-bench-") as tmp:
         scratch = Path(tmp)

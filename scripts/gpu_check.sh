@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA path in a few minutes on a GPU machine: bf16-autocast training of every stage on the
-# bundled data, then NCCL data parallelism under torchrun when there are several GPUs.
+# bundled data, NCCL data parallelism under torchrun when there are several GPUs, then the
+# benchmark on the GPU.
 # Usage: make install && PATH=$PWD/.venv/bin:$PATH bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,3 +44,7 @@ if [ "$gpus" -gt 1 ]; then
 else
   echo "one GPU: NCCL data parallelism needs two (not exercised)"
 fi
+# mtrec's side of the benchmark on the GPU (bf16 autocast; torch-rechub's venv needs the
+# network, so no peer column here): the same tables as benchmarks/README.md.
+python benchmarks/run.py --quick-stages --repeats 2 --scales 1 4
+cat benchmarks/README.md
