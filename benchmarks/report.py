@@ -25,11 +25,9 @@ def _ratio(entry: dict, side: str, arch: str) -> str:
     return f"{entry[side][arch]['samples_per_s'] / entry['peer'][arch]['samples_per_s']:.2f}x"
 
 
-def _auc(entry: dict, side: str, arch: str, metric: str) -> str:
-    if side not in entry:
-        return "—"
-    got = entry[side][arch]
-    return f"{got[metric]:.4f} ± {got[metric + '_std']:.4f}"
+def _auc(got: dict | None, metric: str) -> str:
+    """One side's ``metric`` as mean ± std over the seeds ("—" for a side that did not run)."""
+    return f"{got[metric]:.4f} ± {got[metric + '_std']:.4f}" if got else "—"
 
 
 def _training_tables(training: dict) -> list[str]:
@@ -64,23 +62,16 @@ def _training_tables(training: dict) -> list[str]:
         "|---|---|" + "---|" * 2 * len(SIDES),
     ]
     for batch, entry in training.items():
-        for arch in (*ARCHITECTURES, "floor"):
-            if arch == "floor":
-                got = {"mtrec": {"floor": entry["floor"]}}
-                cells = [
-                    _auc(got, side, "floor", m) if side == "mtrec" else ""
-                    for m in ("click_auc", "like_auc")
-                    for side, _ in SIDES
-                ]
-                label = "floor (plain loop, shared_bottom)"
-            else:
-                cells = [
-                    _auc(entry, side, arch, m)
-                    for m in ("click_auc", "like_auc")
-                    for side, _ in SIDES
-                ]
-                label = arch
-            lines.append(f"| {label} | {batch} | " + " | ".join(cells) + " |")
+        metrics = ("click_auc", "like_auc")
+        for arch in ARCHITECTURES:
+            cells = [_auc(entry.get(side, {}).get(arch), m) for m in metrics for side, _ in SIDES]
+            lines.append(f"| {arch} | {batch} | " + " | ".join(cells) + " |")
+        floor_cells = [
+            _auc(entry["floor"], m) if side == "mtrec" else "" for m in metrics for side, _ in SIDES
+        ]
+        lines.append(
+            f"| floor (plain loop, shared_bottom) | {batch} | " + " | ".join(floor_cells) + " |"
+        )
     return lines
 
 
@@ -93,7 +84,8 @@ def _plot(result: dict, path: Path) -> None:
         for i, (side, name) in enumerate(SIDES):
             if side in entry:
                 rates = [entry[side][a]["samples_per_s"] for a in ARCHITECTURES]
-                ax.bar([x + (i - 1) * width for x in xs], rates, width, label=name)
+                offset = (i - (len(SIDES) - 1) / 2) * width
+                ax.bar([x + offset for x in xs], rates, width, label=name)
         ax.axhline(entry["floor"]["samples_per_s"], color="k", ls="--", label="plain floor")
         ax.set_xticks(list(xs), ARCHITECTURES)
         ax.set_title(f"training, batch {batch}")
