@@ -168,6 +168,7 @@ def spec_from_dict(raw: dict) -> ModelSpec:
     """Rebuild a spec read from a checkpoint (tuples come back as tuples or lists)."""
     keys = ("bottom_dims", "tower_dims", "expert_dims", "score_tasks")
     tuples = {k: tuple(raw[k]) for k in keys if k in raw}
-    # A checkpoint without the field predates dropping the empty slots: it has them all.
-    legacy = {"constant_slots": raw.get("constant_slots", True)}
-    return ModelSpec(**(raw | tuples | legacy))
+    # A checkpoint without the field predates dropping the empty slots: it has them all, which
+    # is today's layout too unless its data lacked genres or item features.
+    legacy = raw.get("constant_slots", not (raw["n_genres"] and raw["n_item_features"]))
+    return ModelSpec(**(raw | tuples | {"constant_slots": legacy}))
