@@ -181,7 +181,7 @@ class ModelConfig(_Section):
     tower_dims: list[int] = [16]
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     batch_norm: bool = Field(
-        False, description="BatchNorm after every hidden linear layer of the MLPs"
+        True, description="BatchNorm after every hidden linear layer of the MLPs"
     )
     n_experts: int = Field(4, ge=1, description="MMoE experts; PLE experts per task and shared")
     expert_dims: list[int] = Field([64, 32], min_length=1)
