@@ -53,11 +53,11 @@ def load_rows(path: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tenso
 
 
 def bench_model(
-    architecture: str, side: Mapping, seed: int, batch_norm: bool = False
+    architecture: str, side: Mapping, seed: int, batch_norm: bool = True
 ) -> MultiTaskModel:
     """The benchmark-sized model: ids, text bag and genres (the features the peer gets too);
     no numeric side features (zero columns), so both see the same inputs. ``batch_norm``:
-    BatchNorm after every hidden layer, as in the peer's MLPs."""
+    BatchNorm after every hidden layer (mtrec's default, as in the peer's MLPs)."""
     torch.manual_seed(seed)
     spec = ModelSpec(
         n_users=side["n_users"],
@@ -120,7 +120,7 @@ def train_mtrec(
     batch_size: int,
     epochs: int,
     seed: int = 0,
-    batch_norm: bool = False,
+    batch_norm: bool = True,
     device: torch.device = CPU,
 ) -> Run:
     """mtrec's core: TensorBatches + ``train_epoch`` + the optimizer ``fit`` builds."""
@@ -149,9 +149,9 @@ def train_floor(
     seed: int = 0,
     device: torch.device = CPU,
 ) -> Run:
-    """The floor: the same shared-bottom model in the shortest loop plain PyTorch allows
-    (one permutation per epoch, slices, click + like BCE, default Adam)."""
-    model = bench_model("shared_bottom", side, seed).to(device)
+    """The floor: the shared-bottom model without BatchNorm in the shortest loop plain PyTorch
+    allows (one permutation per epoch, slices, click + like BCE, default Adam)."""
+    model = bench_model("shared_bottom", side, seed, batch_norm=False).to(device)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     user, item, click, like = (train[c].to(device) for c in ("user", "item", "click", "like"))
