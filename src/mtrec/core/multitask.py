@@ -52,7 +52,9 @@ class ModelSpec:
     n_experts: int = 4
     expert_dims: tuple[int, ...] = (64,)
     levels: int = 2
-    batch_norm: bool = False  # BatchNorm after every hidden linear layer of the MLPs
+    # BatchNorm after every hidden linear layer of the MLPs. Off here, on in params.yaml: a
+    # checkpoint saved before the field existed has none.
+    batch_norm: bool = False
     # Keep the genre and item-feature slots of the pair even where the data has no genres or
     # no item features (the layout of checkpoints saved before such slots were dropped).
     constant_slots: bool = False
