@@ -3,12 +3,20 @@
 ``mlflow models serve -m models:/mtrec@champion`` serves it; input is a DataFrame with a
 ``user`` column of raw user ids; output has one row per (user, rank). Items the user has
 already interacted with are never recommended; unknown users get the most popular items.
+
+A version holds no pickled code: it is logged as a "model from code" (``MODEL_CODE``, which
+builds :class:`TopKRecommender` from this package), its weights and serving bundle are tensors
+read with ``torch.load(weights_only=True)``. :func:`load_recommender` refuses a version whose
+stored code or loader is not exactly that, so a tampered artifact is never run.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -17,8 +25,12 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from mtrec.core.models import load_model
-from mtrec.stages.modeling import ProcessedData
+from mtrec.errors import RegistryError
 
+# The file MLflow stores with each version and runs to build the model, and MLflow's loader
+# for models from code (the pickle-based one is ``mlflow.pyfunc.model``).
+MODEL_CODE = Path(__file__).with_name("recommender.py")
+_CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 DEFAULT_K = 10
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("long", "user")]),
@@ -34,25 +46,10 @@ SIGNATURE = ModelSignature(
 )
 
 
-def build_bundle(data: ProcessedData, domain: str, path: str | Path) -> Path:
-    """Save what serving needs besides the weights: id maps, candidates, seen items, popularity."""
-    inter = data.interactions
-    positives = inter[(inter["domain"] == domain) & (inter["click"] == 1)]
-    candidates = data.items[data.items["domain"] == domain].sort_values("item_idx")
-    popularity = positives["item_idx"].value_counts().reindex(candidates["item_idx"], fill_value=0)
-    torch.save(
-        {
-            "users": dict(
-                zip(data.users["user"].tolist(), data.users["user_idx"].tolist(), strict=True)
-            ),
-            "candidate_idx": candidates["item_idx"].to_numpy(np.int64).tolist(),
-            "candidate_raw": candidates["item"].tolist(),
-            "seen": positives.groupby("user_idx")["item_idx"].agg(list).to_dict(),
-            "popularity": popularity.to_numpy(np.float64).tolist(),
-        },
-        path,
-    )
-    return Path(path)
+def load_bundle(path: str | Path) -> dict[str, Any]:
+    """What serving needs besides the weights (written by the register stage): id maps,
+    candidates, seen items, popularity; plain tensors and lists, never pickled objects."""
+    return torch.load(path, weights_only=True)
 
 
 class TopKRecommender(mlflow.pyfunc.PythonModel):
@@ -60,7 +57,7 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.model = load_model(context.artifacts["model"]).eval()
-        bundle = torch.load(context.artifacts["bundle"], weights_only=True)
+        bundle = load_bundle(context.artifacts["bundle"])
         self.users: dict[int, int] = bundle["users"]
         self.candidates = torch.tensor(bundle["candidate_idx"])
         self.raw_items = np.asarray(bundle["candidate_raw"])
@@ -92,3 +89,34 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
                 "score": top.values.numpy().ravel(),
             }
         )
+
+
+def check_model_dir(path: Path) -> None:
+    """Refuse a downloaded version unless loading it runs exactly :data:`MODEL_CODE`: MLflow's
+    model-from-code loader, no extra code paths, the stored code file byte-identical."""
+    from mlflow.models import Model
+
+    flavor = Model.load(path).flavors.get("python_function", {})
+    code = flavor.get("model_code_path")
+    if flavor.get("loader_module") != _CODE_LOADER or not code:
+        raise RegistryError(
+            f"{path}: not an mtrec model from code (loader {flavor.get('loader_module')!r}, "
+            f"code {code!r}); refusing to load a model that would unpickle its class"
+        )
+    if flavor.get("code"):
+        raise RegistryError(f"{path}: the version ships code paths {flavor['code']!r}; refused")
+    stored = path / Path(code).name
+    if not stored.is_file() or stored.read_bytes() != MODEL_CODE.read_bytes():
+        raise RegistryError(
+            f"{stored}: the version's model code differs from this package's {MODEL_CODE.name}; "
+            "refused (tampered, or logged by another mtrec release: register it again)"
+        )
+
+
+def load_recommender(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """Download a version (e.g. ``models:/mtrec/3``), check it (:func:`check_model_dir`),
+    then load it; the weights are read with ``weights_only=True`` in ``load_context``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+        check_model_dir(local)
+        return mlflow.pyfunc.load_model(str(local))

@@ -37,13 +37,13 @@ def recommend(model: PyFuncModel, users: list[int], k: int) -> pd.DataFrame:
 
 def run(params: Params) -> None:
     """Score every processed user with the aliased version; write parquet and a summary."""
-    import mlflow
+    from mtrec.serving import load_recommender
 
     cfg = params.serving
     name = params.registry.model_name
     version = Registry(params.registry).alias_version(cfg.alias)
     # Load by number, not alias, so the report names exactly what produced the table.
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    model = load_recommender(f"models:/{name}/{version}")
     users = sorted(load_processed(params).users["user"].tolist())
     recs = recommend(model, users, cfg.k)
     write_atomic(cfg.output, lambda tmp: recs.to_parquet(tmp, index=False))

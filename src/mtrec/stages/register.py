@@ -6,12 +6,15 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from mtrec.config import Params
 from mtrec.data.splitting import TARGET
 from mtrec.io import read_json, sha256_file, write_json
 from mtrec.registry import FINGERPRINT_TAG, Registry, decide, git_revision
 from mtrec.stages import evaluate, validate
-from mtrec.stages.modeling import load_processed, transferred_path
+from mtrec.stages.modeling import ProcessedData, load_processed, transferred_path
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,33 @@ def registered_strategy(params: Params) -> str:
     return read_json(params.paths.report(evaluate.METRICS_FILE))["cv"]["selected"]
 
 
+def build_bundle(data: ProcessedData, domain: str, path: str | Path) -> Path:
+    """Save what serving needs besides the weights (``mtrec.serving.load_bundle``): id maps,
+    candidates, seen items, popularity; only plain values, loadable with ``weights_only``."""
+    inter = data.interactions
+    positives = inter[(inter["domain"] == domain) & (inter["click"] == 1)]
+    candidates = data.items[data.items["domain"] == domain].sort_values("item_idx")
+    popularity = positives["item_idx"].value_counts().reindex(candidates["item_idx"], fill_value=0)
+    torch.save(
+        {
+            "users": dict(
+                zip(data.users["user"].tolist(), data.users["user_idx"].tolist(), strict=True)
+            ),
+            "candidate_idx": candidates["item_idx"].to_numpy(np.int64).tolist(),
+            "candidate_raw": candidates["item"].tolist(),
+            "seen": positives.groupby("user_idx")["item_idx"].agg(list).to_dict(),
+            "popularity": popularity.to_numpy(np.float64).tolist(),
+        },
+        path,
+    )
+    return Path(path)
+
+
 def _log_run(params: Params, strategy: str, metrics: dict, decision: dict, checkpoint: Path) -> str:
     """One MLflow run: params, metrics, lineage, reports, decision, and the pyfunc model."""
     import mlflow
 
-    from mtrec.serving import SIGNATURE, TopKRecommender, build_bundle
+    from mtrec.serving import MODEL_CODE, SIGNATURE
 
     cfg = params.registry
     with (
@@ -80,11 +105,11 @@ def _log_run(params: Params, strategy: str, metrics: dict, decision: dict, check
         mlflow.log_artifacts(params.paths.reports, "reports")
         mlflow.log_dict(decision, "decision.json")
         bundle = build_bundle(load_processed(params), TARGET, Path(tmp) / "bundle.pt")
+        # A model from code: the version stores MODEL_CODE and tensors, no pickled class.
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=TopKRecommender(),
+            python_model=str(MODEL_CODE),
             artifacts={"model": str(checkpoint), "bundle": str(bundle)},
-            code_paths=[str(Path(__file__).resolve().parents[1])],
             signature=SIGNATURE,
             registered_model_name=cfg.model_name,
         )
