@@ -6,6 +6,7 @@ in any of them is an error naming the bad key instead of a silently ignored sett
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -377,12 +378,24 @@ class ParallelConfig(_Section):
 
 
 class GatesConfig(_Section):
-    min_ndcg: float = Field(0.0, ge=0.0, le=1.0, description="quality floor on target NDCG@K")
+    """What the registered checkpoint must score (its own NDCG@K on the run's test set)."""
+
+    min_ndcg: float = Field(
+        0.0, ge=0.0, le=1.0, description="absolute floor on target NDCG@K; 0 = none"
+    )
+    popularity_margin: float | None = Field(
+        0.0,
+        ge=0.0,
+        description="NDCG@K must exceed item popularity's on the same test set by more than "
+        "this; null = no popularity gate",
+    )
     require_transfer_gain: bool = True
     champion_tolerance: float = Field(0.005, ge=0.0)
 
 
 class RegistryConfig(_Section):
+    # Name of the default dataset and target's model; another dataset or target registers
+    # under a name derived from it (registered_model_name).
     model_name: str = "mtrec"
     # A strategy name, or cv_best: the one k-fold cross-validation selected (transfer stage).
     strategy: Strategy | Literal["cv_best"] = "finetune"
@@ -390,6 +403,9 @@ class RegistryConfig(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_root: str = "mlartifacts"
     promote: bool = True
+    promotion_lock_timeout: float = Field(
+        60.0, gt=0.0, description="seconds: wait this long for the promotion lock; older: stale"
+    )
 
 
 class ServingConfig(_Section):
@@ -503,6 +519,31 @@ def load_params(
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     return parse_params(deep_merge(raw, overrides or {}), source=str(path))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def registered_model_name(params: Params) -> str:
+    """The registry name a run's model goes under: ``registry.model_name`` for the default
+    dataset and target domain, else ``<model_name>-<dataset>-<target>``, so that champions
+    of different data never replace one another (parts the name already spells are not
+    repeated, e.g. a preset's ``mtrec-mind`` with target sports: ``mtrec-mind-sports``)."""
+    default = Params()
+    parts = []
+    if params.data.dataset != default.data.dataset:
+        parts.append(_slug(params.data.dataset))
+    target = params.target.domain or "-".join(sorted(params.target.genres))
+    if target != (default.target.domain or "-".join(sorted(default.target.genres))):
+        parts.append(_slug(target))
+    name = params.registry.model_name
+    return "-".join([name, *(p for p in parts if p not in name.split("-"))])
+
+
+def registry_config(params: Params) -> RegistryConfig:
+    """``params.registry`` with the model name this run's data registers under."""
+    return params.registry.model_copy(update={"model_name": registered_model_name(params)})
 
 
 def form_defaults(params: Params) -> dict[str, Any]:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 CHALLENGER, CHAMPION = "challenger", "champion"
 FINGERPRINT_TAG = "mtrec.fingerprint"
 PREVIOUS_CHAMPION_TAG = "mtrec.previous_champion"
+ROLLED_BACK_TAG = "mtrec.rolled_back"  # on a version rolled back from: never auto-promoted
+READMITTED_TAG = "mtrec.readmitted"
+LOCK_SUFFIX = ".promotion-lock"  # a registered model that exists while @champion moves
+_LOCK_POLL_S = 0.2  # a holder keeps the lock for a few registry calls: milliseconds
 ROLLBACK_TAG = "mtrec.rollback"  # prefix: .from, .by, .reason, .at, .request
 
 
@@ -66,24 +73,42 @@ class Decision:
 
 @dataclass(frozen=True)
 class ChampionScore:
-    """The current champion's headline metric and the test set it was measured on."""
+    """The current champion's headline metric and the test set it was measured on; ``note``
+    says how it was obtained (re-scored on another test set, or why it could not be)."""
 
     version: str
     value: float
     test_hash: str
+    note: str = ""
+
+
+def checkpoint_score(metrics: dict, strategy: str, seed: int) -> float:
+    """NDCG@K of the one checkpoint registered (``strategy``, ``seed``), from the evaluate
+    stage's per-seed scores: the number the quality and champion gates judge."""
+    index = metrics["seeds"].index(seed)
+    return metrics["strategies"][strategy]["per_seed"][index][f"ndcg@{metrics['k']}"]
 
 
 def decide(
     metrics: dict,
     strategy: str,
+    seed: int,
     validation_passed: bool,
     gates: GatesConfig,
     champion: ChampionScore | None,
     promote: bool,
+    rolled_back: str | None = None,
 ) -> Decision:
-    """Apply the data, quality, transfer and champion gates to an evaluate-stage report."""
+    """Apply the data, quality, popularity, transfer, champion and rollback gates.
+
+    The registered checkpoint (``strategy``, ``seed``) is judged on its own score against
+    popularity and the champion, on the same test set; the transfer gate compares the
+    strategy's mean over seeds with scratch's (a claim about the strategy, not one seed).
+    ``rolled_back``: the note of a rollback away from this very version, which blocks it.
+    """
     metric = f"ndcg@{metrics['k']}"
-    value = metrics["strategies"][strategy][metric]["mean"]
+    value = checkpoint_score(metrics, strategy, seed)
+    name = f"{strategy} seed {seed} {metric} {value:.4f}"
     checks = [
         Check(
             "data",
@@ -93,43 +118,65 @@ def decide(
         Check(
             "quality",
             value >= gates.min_ndcg,
-            f"{metric} {value:.4f} >= floor {gates.min_ndcg}"
-            if value >= gates.min_ndcg
-            else f"{metric} {value:.4f} < floor {gates.min_ndcg}",
+            f"{name} {'>=' if value >= gates.min_ndcg else '<'} floor {gates.min_ndcg}",
         ),
     ]
+    if gates.popularity_margin is not None:
+        popular = metrics["strategies"]["popularity"][metric]["mean"]
+        beats = value > popular + gates.popularity_margin
+        checks.append(
+            Check(
+                "popularity",
+                beats,
+                f"{name} {'>' if beats else '<='} popularity {popular:.4f} + margin "
+                f"{gates.popularity_margin} on the same test set",
+            )
+        )
     if gates.require_transfer_gain:
+        mean = metrics["strategies"][strategy][metric]["mean"]
         base = metrics["strategies"]["scratch"][metric]["mean"]
         checks.append(
             Check(
                 "transfer",
-                strategy != "scratch" and value > base,
-                f"{strategy} {metric} {value:.4f} vs scratch {base:.4f}",
+                strategy != "scratch" and mean > base,
+                f"{strategy} {metric} {mean:.4f} vs scratch {base:.4f} (means over seeds)",
             )
         )
-    if champion is None:
-        checks.append(Check("champion", True, "no current champion"))
-    elif champion.test_hash != metrics["test_hash"]:
-        # Scores on different test sets are not comparable; the gate cannot judge, so it
-        # does not block (the quality and transfer gates still apply).
+    checks.append(_champion_check(value, name, metrics["test_hash"], gates, champion))
+    if rolled_back is not None:
         checks.append(
             Check(
-                "champion",
-                True,
-                f"champion v{champion.version} was scored on a different test set; not compared",
-            )
-        )
-    else:
-        floor = champion.value - gates.champion_tolerance
-        checks.append(
-            Check(
-                "champion",
-                value >= floor,
-                f"{metric} {value:.4f} vs champion v{champion.version} "
-                f"{champion.value:.4f} (tolerance {gates.champion_tolerance})",
+                "rollback",
+                False,
+                f"this version was rolled back from ({rolled_back}); it is not promoted again "
+                "until an operator re-admits it (mtrec_rollback with action readmit)",
             )
         )
     return Decision(checks, promote)
+
+
+def _champion_check(
+    value: float, name: str, test_hash: str, gates: GatesConfig, champion: ChampionScore | None
+) -> Check:
+    """Not worse than ``@champion`` beyond the tolerance, both scored on this test set."""
+    if champion is None:
+        return Check("champion", True, "no current champion")
+    if champion.test_hash != test_hash:
+        # Scores on different test sets say nothing about each other: no comparison, no move.
+        return Check(
+            "champion",
+            False,
+            f"champion v{champion.version} was scored on another test set and could not be "
+            f"re-scored on this one ({champion.note}); not compared, not promoted",
+        )
+    floor = champion.value - gates.champion_tolerance
+    how = f", {champion.note}" if champion.note else ""
+    return Check(
+        "champion",
+        value >= floor,
+        f"{name} vs champion v{champion.version} {champion.value:.4f}{how} "
+        f"(tolerance {gates.champion_tolerance})",
+    )
 
 
 def tracking_uri(cfg: RegistryConfig) -> str:
@@ -215,7 +262,9 @@ class Registry:
             return None
         run = self.client.get_run(version.run_id)
         return ChampionScore(
-            version.version, run.data.metrics[metric], run.data.tags.get("mtrec.test_hash", "")
+            str(version.version),
+            run.data.metrics[metric],
+            run.data.tags.get("mtrec.test_hash", ""),
         )
 
     def existing_version(self, fingerprint: str) -> str | None:
@@ -231,8 +280,18 @@ class Registry:
                 return str(version.version)
         return None
 
-    def set_aliases(self, version: str, decision: Decision) -> list[str]:
-        """``@challenger`` always; ``@champion`` only on a passing, promotable decision."""
+    def rolled_back(self, version: str) -> str | None:
+        """The rollback note on a version rolled back from (it must not come back by itself)."""
+        tags = self.client.get_model_version(self.cfg.model_name, version).tags
+        return tags.get(ROLLED_BACK_TAG)
+
+    def set_aliases(
+        self, version: str, decision: Decision, gated_champion: str | None
+    ) -> list[str]:
+        """``@challenger`` always; ``@champion`` only on a passing, promotable decision, and
+        only while it is still ``gated_champion`` (the version the gates compared with, None:
+        there was none): a compare-and-set under the registry's promotion lock, so of two runs
+        gated against the same champion one promotes and the other fails, to be re-gated."""
         name = self.cfg.model_name
         self.client.set_registered_model_alias(name, CHALLENGER, version)
         aliases = [CHALLENGER]
@@ -244,12 +303,64 @@ class Registry:
                 f"{'passed' if check.passed else 'failed'}: {check.detail}",
             )
         if decision.promote:
-            previous = self.champion_version()
-            if previous and previous != version:
-                self.client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, previous)
-            self.client.set_registered_model_alias(name, CHAMPION, version)
+            with self._promotion_lock():
+                previous = self.champion_version()
+                if previous != gated_champion:
+                    raise RegistryError(
+                        f"{name}@champion moved from "
+                        f"{'nothing' if gated_champion is None else 'v' + gated_champion} to "
+                        f"v{previous} after this run's gates read it: v{version} was not "
+                        "promoted; run register again to gate it against the new champion"
+                    )
+                if previous and previous != version:
+                    self.client.set_model_version_tag(
+                        name, version, PREVIOUS_CHAMPION_TAG, previous
+                    )
+                self.client.set_registered_model_alias(name, CHAMPION, version)
             aliases.append(CHAMPION)
         return aliases
+
+    @contextmanager
+    def _promotion_lock(self) -> Iterator[None]:
+        """Held while ``@champion`` is compared and moved. The registry has no compare-and-set
+        on aliases, but creating a registered model is atomic (names are unique in its DB), so
+        a model named ``<name>.promotion-lock`` is the lock; one older than
+        ``registry.promotion_lock_timeout`` is a crashed holder's and is broken."""
+        from mlflow.exceptions import MlflowException
+
+        lock = f"{self.cfg.model_name}{LOCK_SUFFIX}"
+        deadline = time.monotonic() + self.cfg.promotion_lock_timeout
+        while True:
+            try:
+                self.client.create_registered_model(
+                    lock, description="held while @champion moves; delete if stale"
+                )
+                break
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            try:
+                held = self.client.get_registered_model(lock)
+            except MlflowException:
+                continue  # released meanwhile
+            age = time.time() - held.creation_timestamp / 1000
+            if age > self.cfg.promotion_lock_timeout:
+                log.warning("breaking %s, held for %.0f s (a crashed promotion)", lock, age)
+                self._release(lock)
+            elif time.monotonic() > deadline:
+                raise RegistryError(f"{lock} is held by another promotion; try again")
+            else:
+                time.sleep(_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            self._release(lock)
+
+    def _release(self, lock: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        with suppress(MlflowException):  # already released (or broken as stale)
+            self.client.delete_registered_model(lock)
 
     def champion_version(self) -> str | None:
         """Version number behind ``@champion``, if any."""
@@ -350,7 +461,7 @@ def rollback_champion(
         client.update_model_version(
             name, version, description="\n".join(filter(None, [description, note]))
         )
-    client.set_model_version_tag(name, from_version, "mtrec.rolled_back", note)
+    client.set_model_version_tag(name, from_version, ROLLED_BACK_TAG, note)
     record = {"from": from_version, "by": user, "reason": reason, "at": rollback.at}
     for key, value in (record | {"request": request}).items():
         client.set_model_version_tag(name, target, f"{ROLLBACK_TAG}.{key}", value)
@@ -358,3 +469,32 @@ def rollback_champion(
     client.set_registered_model_alias(name, CHAMPION, target)
     log.info("%s@champion: v%s -> v%s (%s: %s)", name, from_version, target, user, reason)
     return rollback
+
+
+def readmit_version(cfg: RegistryConfig, version: str, *, reason: str, user: str) -> str:
+    """Let a version rolled back from be promoted automatically again: its rollback mark is
+    removed, and who and why is recorded (tag ``mtrec.readmitted``, description). Safe to
+    rerun: a version already re-admitted is left as it is. Returns the note."""
+    if not reason.strip():
+        raise RegistryError("re-admitting a version needs a reason")
+    from mlflow.exceptions import MlflowException
+
+    client, name = Registry(cfg).client, cfg.model_name
+    try:
+        current = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise RegistryError(f"{name} has no version {version}") from exc
+    mark = current.tags.get(ROLLED_BACK_TAG)
+    if mark is None:
+        if READMITTED_TAG in current.tags:
+            return current.tags[READMITTED_TAG]
+        raise RegistryError(f"{name} v{version} was never rolled back from: nothing to re-admit")
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    note = f"{at} {user}: re-admitted for automatic promotion: {reason} (was: {mark})"
+    client.update_model_version(
+        name, version, description="\n".join(filter(None, [current.description, note]))
+    )
+    client.set_model_version_tag(name, version, READMITTED_TAG, note)
+    client.delete_model_version_tag(name, version, ROLLED_BACK_TAG)
+    log.info("%s v%s re-admitted by %s: %s", name, version, user, reason)
+    return note

@@ -194,7 +194,7 @@ def test_rollback_dag_moves_the_champion_and_records_the_user(airflow_env) -> No
         version = registry.client.create_model_version(
             cfg.model_name, f"{run.info.artifact_uri}/model", run.info.run_id
         )
-        registry.set_aliases(str(version.version), promote)
+        registry.set_aliases(str(version.version), promote, registry.champion_version())
     assert registry.champion_version() == "2"
 
     (outcome,) = _run(airflow_env, "mtrec_rollback", {"reason": "CTR fell 8% after v2"})

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mtrec.config import Params
+from mtrec.config import Params, registry_config
 from mtrec.io import write_atomic, write_json
 from mtrec.registry import Registry
 from mtrec.stages.modeling import load_processed
@@ -40,8 +40,9 @@ def run(params: Params) -> None:
     from mtrec.serving import load_recommender
 
     cfg = params.serving
-    name = params.registry.model_name
-    version = Registry(params.registry).alias_version(cfg.alias)
+    registry = registry_config(params)
+    name = registry.model_name
+    version = Registry(registry).alias_version(cfg.alias)
     # Load by number, not alias, so the report names exactly what produced the table.
     model = load_recommender(f"models:/{name}/{version}")
     users = sorted(load_processed(params).users["user"].tolist())
