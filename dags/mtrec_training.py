@@ -176,5 +176,27 @@ def mtrec_training() -> None:
         upstream >> current
         upstream = current
 
+    @task(task_id="recommend")
+    def serve(workspace: str) -> str:
+        """``dvc repro recommend``: batch recommendations from the alias served (the new
+        ``@champion`` when this run promoted), so serving follows every promotion; skipped
+        while the registry has no such alias yet."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mtrec.config import PARAMS_FILE, registry_config
+        from mtrec.errors import RegistryError
+        from mtrec.registry import Registry
+        from mtrec.workspace import run_stage as repro
+
+        params = load_params(Path(workspace) / PARAMS_FILE)
+        try:
+            Registry(registry_config(params)).alias_version(params.serving.alias)
+        except RegistryError as exc:
+            raise AirflowSkipException(f"nothing to serve: {exc}") from exc
+        repro(Path(workspace), "recommend")
+        return workspace
+
+    upstream >> serve(workspace)
+
 
 mtrec_training()

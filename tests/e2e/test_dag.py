@@ -91,6 +91,7 @@ def test_dag_parses_and_wires_every_stage(airflow_env) -> None:
         "curve",
         "report",
         "register",
+        "recommend",
     ]
     assert info["queues"]["pretrain"] == info["queues"]["transfer"] == info["queues"]["curve"]
     assert info["queues"]["curve"] == info["queues"]["embed_items"] == "gpu"
@@ -127,6 +128,8 @@ def test_dag_runs_end_to_end_and_registers_a_challenger(airflow_env, project) ->
     assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-5000:]
     outcome = json.loads(lines[-1].removeprefix("RESULT "))
     assert outcome["state"] == "success", outcome
+    # The run ends with recommend, skipped here: promote false left the registry no @champion.
+    assert outcome["tasks"].pop("recommend[-1]") == "skipped", outcome
     assert set(outcome["tasks"].values()) == {"success"}
     # Mapped tasks: one transfer per strategy, one curve point per extra fraction.
     assert outcome["mapped"] == {"transfer": 2, "curve": 1}
