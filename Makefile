@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run test install lint clean airflow mlflow bench
+.PHONY: run test install lint clean airflow mlflow bench secrets
 
 install: $(VENV)/.installed
 
@@ -69,3 +69,7 @@ lint: install
 
 clean:
 	rm -rf data/interim data/processed models reports runs mlflow.db mlartifacts
+
+# A .env for docker compose with fresh random secrets (it never overwrites an existing one).
+secrets:
+	$(PYTHON) scripts/make_secrets.py
