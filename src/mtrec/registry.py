@@ -108,7 +108,7 @@ def decide(
     """
     metric = f"ndcg@{metrics['k']}"
     value = checkpoint_score(metrics, strategy, seed)
-    name = f"{strategy} seed {seed} {metric} {value:.4f}"
+    name = f"{metric} {value:.4f} ({strategy} seed {seed})"
     checks = [
         Check(
             "data",

@@ -215,7 +215,8 @@ def accepted(module_project: Path) -> tuple[Path, dict[str, object]]:
     """A project after one good run (so there is a champion and an accepted baseline)."""
     project = module_project
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["gates"]["require_transfer_gain"] = False  # one epoch decides nothing about transfer
+    # One epoch decides nothing about transfer, nor whether it beats popularity.
+    params["gates"] |= {"require_transfer_gain": False, "popularity_margin": None}
     # Only what a champion needs: one epoch, no extra curve point (the default fraction's
     # point is evaluate's own).
     params["pretrain"]["epochs"] = params["transfer"]["train"]["epochs"] = 1

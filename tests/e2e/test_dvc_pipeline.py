@@ -89,10 +89,11 @@ def _check_recommendations(root, version: str) -> None:
 
 
 def test_repro_runs_everything_then_caches_then_reruns_only_dependents(project) -> None:
-    # One epoch decides nothing about transfer; this test is about caching and promotion.
+    # One epoch decides nothing about transfer or popularity; this test is about caching and
+    # promotion.
     _set_params(
         project,
-        gates={"require_transfer_gain": False},
+        gates={"require_transfer_gain": False, "popularity_margin": None},
         pretrain={"epochs": 1},
         transfer={"train.epochs": 1},
     )

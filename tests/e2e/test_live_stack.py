@@ -1,6 +1,8 @@
 """The production topology, live: Airflow on PostgreSQL with the CeleryExecutor (Redis broker),
 scheduler, dag-processor, API server, triggerer, one Celery worker per queue (default, gpu),
-and an MLflow server with a PostgreSQL backend store; everything driven through the REST APIs.
+and an MLflow server with a PostgreSQL backend store and basic auth, started from the command
+line docker-compose.yaml gives it (under its image's entrypoint); everything driven through
+the REST APIs, the registry only with a login.
 
 It needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and Redis on 127.0.0.1:6379
 (`.ci/run` starts both). It creates and drops its own databases, keeps its Redis keys under a
@@ -33,10 +35,12 @@ import redis
 import requests
 import yaml
 
-from mtrec.config import RegistryConfig
-from mtrec.registry import Check, Decision, Registry
+from mtrec.io import read_json
+from mtrec.stages import register
 
+from ..compose_stack import make_secrets, read_env, service_argv, services
 from ..conftest import PROJECT_ROOT, make_project, tool_env
+from ..registry_project import evaluated, preprocessed, registry_params, write_checkpoints
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS = ("127.0.0.1", 6379)
@@ -201,19 +205,43 @@ def _services_reachable() -> None:
         )
 
 
-def _seed_champion(uri: str) -> None:
-    """A registry that already serves a champion (v1), as a production one does."""
-    cfg = RegistryConfig(tracking_uri=uri)
-    registry = Registry(cfg)
-    with mlflow.start_run(run_name="last-week") as run:
-        mlflow.log_metric("ndcg_at_10", 0.05)
-        mlflow.set_tag("mtrec.test_hash", "last-week")
-        mlflow.log_text("weights", "model/weights.txt")
-    registry.client.create_registered_model(cfg.model_name)
-    version = registry.client.create_model_version(
-        cfg.model_name, f"{run.info.artifact_uri}/model", run.info.run_id
+def _seed_champion(stack: Stack, canonical) -> None:
+    """A registry that already serves a champion (v1), as a production one does: a real model
+    registered by the register stage on another split of the data (last week's test set), so
+    the run must re-score it on its own test set before comparing."""
+    root = stack.root / "last-week"
+    params = registry_params(
+        root,
+        root,
+        {
+            "preprocess": {"seed": 7},
+            "registry": {"strategy": "scratch"},
+            "gates": {"require_transfer_gain": False, "popularity_margin": None},
+        },
     )
-    registry.set_aliases(str(version.version), Decision([Check("data", True, "")], True))
+    preprocessed(params, canonical)
+    write_checkpoints(params)
+    evaluated(params)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_uri)
+        register.run(params)
+
+
+def _mlflow_command(secrets_env: Path, port: int, backend: str, artifacts: Path) -> list[str]:
+    """docker-compose.yaml's MLflow process, with this machine's addresses and stores."""
+    argv = service_argv(services(secrets_env)["mlflow"])
+    local = {
+        "--host": "127.0.0.1",
+        "--port": str(port),
+        "--backend-store-uri": backend,
+        "--artifacts-destination": artifacts.as_uri(),
+    }
+    out = [
+        f"{a.split('=', 1)[0]}={local[a.split('=', 1)[0]]}" if a.split("=", 1)[0] in local else a
+        for a in argv
+    ]
+    assert out[:2] == ["mlflow", "server"] and "--app-name=basic-auth" in out, out
+    return [sys.executable, "-m", *out, "--workers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -222,12 +250,21 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("live")
     suffix = f"{os.getpid()}_{secrets.token_hex(3)}"
     airflow_db, mlflow_db = f"mtrec_live_airflow_{suffix}", f"mtrec_live_mlflow_{suffix}"
+    auth_db = f"mtrec_live_mlflow_auth_{suffix}"
     prefix = f"mtrec-live-{suffix}:"
+    secrets_env = root / ".env"
+    assert make_secrets("--env-file", str(secrets_env)).returncode == 0
+    dotenv = read_env(secrets_env)
 
     project = make_project(root)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    # Two epochs decide nothing about transfer; this test is about orchestration.
-    params["gates"]["require_transfer_gain"] = False
+    # One epoch decides nothing about transfer, popularity or the champion (it is promoted
+    # after the champion was re-scored); this test is about orchestration.
+    params["gates"] |= {
+        "require_transfer_gain": False,
+        "popularity_margin": None,
+        "champion_tolerance": 1.0,
+    }
     params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
     params["schedule"]["feedback"] = None  # only the run this test triggers
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -252,22 +289,43 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{pg}/{airflow_db}",
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": prefix,
         "MLFLOW_TRACKING_URI": mlflow_uri,
+        # The registry's login, as compose gives it to every Airflow service.
+        "MLFLOW_TRACKING_USERNAME": dotenv["MLFLOW_ADMIN_USER"],
+        "MLFLOW_TRACKING_PASSWORD": dotenv["MLFLOW_ADMIN_PASSWORD"],
         "MTREC_PROJECT_DIR": str(project),
     }
     stack = Stack(root, project, env, api, mlflow_uri)
-    _postgres(f"CREATE DATABASE {airflow_db}")
-    _postgres(f"CREATE DATABASE {mlflow_db}")
+    # MLflow's auth users in Postgres too (compose keeps them in a volume's SQLite file).
+    ini = (PROJECT_ROOT / "docker" / "mlflow-auth.ini").read_text()
+    auth_ini = root / "mlflow-auth.ini"
+    auth_ini.write_text(
+        "\n".join(
+            f"database_uri = postgresql+psycopg2://{pg}/{auth_db}"
+            if line.startswith("database_uri")
+            else line
+            for line in ini.splitlines()
+        )
+    )
+    for db in (airflow_db, mlflow_db, auth_db):
+        _postgres(f"CREATE DATABASE {db}")
     try:
+        mlflow_env = services(secrets_env)["mlflow"]["environment"]
         stack.start(
             "mlflow",
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(ports["mlflow"]), "--workers", "1",
-            "--backend-store-uri", f"postgresql+psycopg2://{pg}/{mlflow_db}",
-            "--artifacts-destination", (root / "mlartifacts").as_uri(), "--serve-artifacts",
+            *_mlflow_command(
+                secrets_env,
+                ports["mlflow"],
+                f"postgresql+psycopg2://{pg}/{mlflow_db}",
+                root / "mlartifacts",
+            ),
+            MLFLOW_AUTH_CONFIG_PATH=str(auth_ini),
+            MLFLOW_AUTH_ADMIN_USERNAME=mlflow_env["MLFLOW_AUTH_ADMIN_USERNAME"],
+            MLFLOW_AUTH_ADMIN_PASSWORD=mlflow_env["MLFLOW_AUTH_ADMIN_PASSWORD"],
+            MLFLOW_FLASK_SERVER_SECRET_KEY=mlflow_env["MLFLOW_FLASK_SERVER_SECRET_KEY"],
             # No job runner: its huey consumers (MLflow's GenAI jobs, which nothing here uses)
             # poll at three quarters of a core, which the stages and the other tests need.
-            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-        )  # fmt: skip
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION=mlflow_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"],
+        )
         stack.airflow("db", "migrate")
         stack.airflow("pools", "import", str(PROJECT_ROOT / "dags" / "pools.json"))
         airflow = (sys.executable, "-m", "airflow")
@@ -307,15 +365,18 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         client = redis.Redis(*REDIS)
         for key in client.scan_iter(match=f"{prefix}*"):
             client.delete(key)
-        for db in (airflow_db, mlflow_db):
+        for db in (airflow_db, mlflow_db, auth_db):
             _postgres(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         assert not survivors, f"processes left running: {survivors}"
 
 
 @pytest.fixture(scope="module")
-def training_run(stack: Stack) -> str:
+def training_run(stack: Stack, canonical) -> str:
     """One successful mtrec_training run over last week's champion (v1); its run id."""
-    _seed_champion(stack.mlflow_uri)
+    with pytest.MonkeyPatch.context() as patch:  # this process's registry login
+        patch.setenv("MLFLOW_TRACKING_USERNAME", stack.env["MLFLOW_TRACKING_USERNAME"])
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", stack.env["MLFLOW_TRACKING_PASSWORD"])
+        _seed_champion(stack, canonical)
     run_id = stack.trigger("mtrec_training", CONF)
     _, seconds = stack.wait_run("mtrec_training", run_id)
     print(f"mtrec_training run {run_id}: {seconds:.0f}s wall (conf {CONF})")
@@ -323,8 +384,15 @@ def training_run(stack: Stack) -> str:
 
 
 def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(
-    stack: Stack, training_run: str
+    stack: Stack, training_run: str, monkeypatch
 ) -> None:
+    # The registry answers nobody without a login.
+    anonymous = requests.get(
+        f"{stack.mlflow_uri}/api/2.0/mlflow/registered-models/search", timeout=30
+    )
+    assert anonymous.status_code == 401, anonymous.text[:500]
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", stack.env["MLFLOW_TRACKING_USERNAME"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.env["MLFLOW_TRACKING_PASSWORD"])
     client = mlflow.MlflowClient(tracking_uri=stack.mlflow_uri)
     run_id = training_run
 
@@ -337,7 +405,9 @@ def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(
         assert ti["pool"] == ("mtrec_gpu" if ti["queue"] == "gpu" else "default_pool"), ti
         by_queue.setdefault(ti["queue"], set()).add(ti["task_id"])
     assert {"pretrain", "transfer"} <= by_queue["gpu"]
-    assert {"ingest", "validate", "preprocess", "evaluate", "register"} <= by_queue["default"]
+    assert {"ingest", "validate", "preprocess", "evaluate", "register", "recommend"} <= by_queue[
+        "default"
+    ]
     assert not by_queue["gpu"] & by_queue["default"]
 
     # A new version, promoted over last week's champion, which it records as its predecessor.
@@ -347,6 +417,12 @@ def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(
     assert str(champion.version) == "2"
     assert str(client.get_model_version_by_alias("mtrec", "challenger").version) == "2"
     assert champion.tags["mtrec.previous_champion"] == "1"
+    # v1 was scored on last week's test set: re-scored on this one, then compared.
+    assert "re-scored on this test set" in champion.tags["gate.champion"]
+    # Serving followed the promotion: the run's recommendations come from v2.
+    (workspace,) = [p for p in (stack.project / "runs").iterdir() if p.is_dir()]
+    served = read_json(workspace / "reports" / "recommend.json")
+    assert served["version"] == "2"
 
     # Clearing register and running it again registers nothing new.
     stack.call(
