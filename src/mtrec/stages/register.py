@@ -108,7 +108,7 @@ def rescore_champion(
     """The champion's own checkpoint scored on this run's test set, its ids translated through
     its serving bundle; when its files cannot be read, the old score with a note saying why
     (the champion gate then refuses to compare). Weights are tensors: nothing is unpickled."""
-    import mlflow
+    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
@@ -126,13 +126,13 @@ def rescore_champion(
         log.warning("champion v%s cannot be re-scored: %s", champion.version, exc)
         return replace(champion, note=f"its model files could not be read: {exc}")
     data = load_processed(params)
-    items = data.items[data.items["domain"] == TARGET]
+    # The bundle knows the champion's target items only: the test set's are target items.
     translated = _Translated(
         model,
         _index_map(data.users["user"].tolist(), data.users["user_idx"].tolist(), bundle["users"]),
         _index_map(
-            items["item"].tolist(),
-            items["item_idx"].tolist(),
+            data.items["item"].tolist(),
+            data.items["item_idx"].tolist(),
             dict(zip(bundle["candidate_raw"], bundle["candidate_idx"], strict=True)),
         ),
     )
