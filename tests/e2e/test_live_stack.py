@@ -340,7 +340,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                 *airflow, "celery", "worker", "--queues", queue, "--concurrency", concurrency,
                 "--celery-hostname", f"{queue}@%h", "--skip-serve-logs",
                 AIRFLOW__CORE__HOSTNAME_CALLABLE="tests.e2e.live_hostname.worker_name",
-                PYTHONPATH=str(PROJECT_ROOT),
+                # The hostname callable's module, in front of the PYTHONPATH the stack runs with.
+                PYTHONPATH=os.pathsep.join(
+                    filter(None, [str(PROJECT_ROOT), stack.env.get("PYTHONPATH")])
+                ),
                 MTREC_WORKER_NAME=f"{queue}-worker",
             )  # fmt: skip
 
