@@ -141,7 +141,7 @@ def test_schedules_pool_retries_and_timeouts(airflow_env, project) -> None:
         "publish": ["mtrec_interactions"],
         "check_rejections": [],
     }
-    assert dags["mtrec_rollback"]["params"] == ["reason", "version"]
+    assert dags["mtrec_rollback"]["params"] == ["action", "model_name", "reason", "version"]
 
     pools = json.loads((PROJECT_ROOT / "dags" / "pools.json").read_text())
     assert pools["mtrec_gpu"]["slots"] >= 1
