@@ -531,6 +531,29 @@ def read_preset(project: str | Path, name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def preset_project(params_path: str | Path = PARAMS_FILE) -> Path:
+    """The folder whose ``configs/`` holds the presets: the params file's folder, else the
+    project run from (so a params file kept elsewhere still finds the project's presets)."""
+    for folder in (Path(params_path).resolve().parent, Path.cwd()):
+        if preset_names(folder):
+            return folder
+    raise ConfigError(
+        f"no presets: neither {PRESETS_DIR}/ beside {params_path} nor ./{PRESETS_DIR} holds a "
+        "*.yaml (run from the project)"
+    )
+
+
+def presets(params_path: str | Path = PARAMS_FILE) -> dict[str, str]:
+    """Preset name -> its first comment line (what it is), as ``preset --list`` shows them."""
+    project = preset_project(params_path)
+    about = {}
+    for name in preset_names(project):
+        text = (project / PRESETS_DIR / f"{name}.yaml").read_text()
+        first = next((line for line in text.splitlines() if line.startswith("#")), "")
+        about[name] = first.lstrip("# ").strip()
+    return about
+
+
 def write_params(params: Params, path: str | Path, header: str = "") -> None:
     """Write the full, validated params as YAML (what DVC and the stages read)."""
     Path(path).write_text(header + yaml.safe_dump(params.to_dict(), sort_keys=False))
@@ -539,7 +562,7 @@ def write_params(params: Params, path: str | Path, header: str = "") -> None:
 def apply_preset(name: str, path: str | Path = PARAMS_FILE) -> Params:
     """Rewrite ``path`` as itself with preset ``name`` on top (``python -m mtrec preset``)."""
     path = Path(path)
-    params = load_params(path, read_preset(path.parent, name))
+    params = load_params(path, read_preset(preset_project(path), name))
     header = (
         f"# {path.name} with configs/{name}.yaml applied (`python -m mtrec preset {name}`);\n"
         f"# `git checkout {path.name}` restores the commented defaults.\n"
