@@ -440,6 +440,28 @@ class Params(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
+    def _single_domain_trains_scratch_only(self) -> Params:
+        # Checked first and all at once: each setting's own check would name one at a time.
+        if not self.protocol.single_domain:
+            return self
+        wrong = [
+            f"{key} {current} (must be {needed})"
+            for key, current, needed in (
+                ("transfer.strategies", self.transfer.strategies, ["scratch"]),
+                ("registry.strategy", self.registry.strategy, "scratch"),
+                ("gates.require_transfer_gain", self.gates.require_transfer_gain, False),
+            )
+            if current != needed
+        ]
+        if wrong:
+            raise ValueError(
+                f"protocol {self.protocol.name!r} has no source domain, so only scratch trains: "
+                f"set {'; '.join(wrong)}; or apply the change with `python -m mtrec preset` "
+                "or the trigger form, which set these for a single-domain protocol"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _registered_strategy_is_trained(self) -> Params:
         if self.preprocess.cv_folds == 1:
             raise ValueError("preprocess.cv_folds must be 0 (off) or at least 2")
@@ -453,14 +475,6 @@ class Params(_Section):
             )
         if self.gates.require_transfer_gain and "scratch" not in self.transfer.strategies:
             raise ValueError("gates.require_transfer_gain needs 'scratch' in transfer.strategies")
-        if self.protocol.single_domain and (
-            self.transfer.strategies != ["scratch"] or self.gates.require_transfer_gain
-        ):
-            raise ValueError(
-                f"protocol {self.protocol.name!r} has no source domain: set "
-                "transfer.strategies [scratch], registry.strategy scratch and "
-                "gates.require_transfer_gain false"
-            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -491,10 +505,43 @@ def parse_params(raw: Mapping[str, Any], source: str = "params") -> Params:
         raise ConfigError(f"invalid {source}: {problems}") from exc
 
 
+# What a single-domain protocol implies (no source domain: scratch alone, nothing to gain over).
+SINGLE_DOMAIN = {
+    "transfer": {"strategies": ["scratch"]},
+    "registry": {"strategy": "scratch"},
+    "gates": {"require_transfer_gain": False},
+}
+
+
+def infer_single_domain(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` with :data:`SINGLE_DOMAIN` filled in when its protocol is single-domain and each
+    such setting is still the cross-domain default (a value chosen on purpose stays, and fails
+    validation if it contradicts the protocol)."""
+    protocol = raw.get("protocol")
+    name = protocol.get("name") if isinstance(protocol, Mapping) else None
+    if name not in get_args(ProtocolConfig.model_fields["name"].annotation):
+        return dict(raw)  # the default (cross-domain) or a bad value validation will name
+    if not ProtocolConfig(name=name).single_domain:
+        return dict(raw)
+    merged = dict(raw)
+    defaults = Params().to_dict()
+    for section, values in SINGLE_DOMAIN.items():
+        for key, value in values.items():
+            given = raw.get(section, {})
+            if not isinstance(given, Mapping):
+                continue  # validation names the malformed section
+            current = given.get(key, defaults[section][key])
+            if current == defaults[section][key]:
+                merged = deep_merge(merged, {section: {key: value}})
+    return merged
+
+
 def load_params(
     path: str | Path = PARAMS_FILE, overrides: Mapping[str, Any] | None = None
 ) -> Params:
-    """Read ``params.yaml`` and apply nested ``overrides`` on top."""
+    """Read ``params.yaml`` and apply nested ``overrides`` on top. An override that makes the
+    protocol single-domain also sets what that implies (:func:`infer_single_domain`); the file
+    alone must say it, since ``dvc.yaml``'s ``foreach`` reads the file's strategies as written."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -502,7 +549,9 @@ def load_params(
         raise ConfigError(f"{path} not found (run from the project or run workspace)") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_params(deep_merge(raw, overrides or {}), source=str(path))
+    if not overrides:
+        return parse_params(raw, source=str(path))
+    return parse_params(infer_single_domain(deep_merge(raw, overrides)), source=str(path))
 
 
 def form_defaults(params: Params) -> dict[str, Any]:
