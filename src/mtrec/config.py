@@ -554,17 +554,42 @@ def load_params(
     return parse_params(infer_single_domain(deep_merge(raw, overrides)), source=str(path))
 
 
+# The Airflow trigger form's fields and the params key each one sets (one field, one key: an
+# untouched form is params.yaml exactly).
+FORM_FIELDS = {
+    "target_genres": "target.genres",
+    "strategies": "transfer.strategies",
+    "architecture": "model.architecture",
+    "pretrain_epochs": "pretrain.epochs",
+    "transfer_epochs": "transfer.train.epochs",
+    "seeds": "eval.seeds",
+    "promote": "registry.promote",
+}
+
+
+def _get(params: Mapping[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        params = params[key]
+    return params
+
+
 def form_defaults(params: Params) -> dict[str, Any]:
     """The Airflow trigger form's fields as ``params`` fills them (what an untouched form
-    sends; ``mtrec.workspace.form_overrides`` maps them back onto params)."""
-    return {
-        "target_genres": params.target.genres,
-        "strategies": params.transfer.strategies,
-        "architecture": params.model.architecture,
-        "epochs": params.transfer.train.epochs,
-        "seeds": params.eval.seeds,
-        "promote": params.registry.promote,
-    }
+    sends; :func:`form_to_params` maps them back)."""
+    values = params.to_dict()
+    return {field: _get(values, key) for field, key in FORM_FIELDS.items()}
+
+
+def form_to_params(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's fields (those present) as nested params overrides."""
+    overrides: dict[str, Any] = {}
+    for field, key in FORM_FIELDS.items():
+        if field in form:
+            nested: Any = form[field]
+            for part in reversed(key.split(".")):
+                nested = {part: nested}
+            overrides = deep_merge(overrides, nested)
+    return overrides
 
 
 def preset_names(project: str | Path) -> list[str]:

@@ -41,7 +41,13 @@ from ..conftest import PROJECT_ROOT, make_project, tool_env
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS = ("127.0.0.1", 6379)
 # Small enough for CI; every stage still does real work on the bundled data.
-CONF = {"epochs": 1, "seeds": [0], "strategies": ["scratch", "finetune"], "promote": True}
+CONF = {
+    "pretrain_epochs": 1,
+    "transfer_epochs": 1,
+    "seeds": [0],
+    "strategies": ["scratch", "finetune"],
+    "promote": True,
+}
 RUN_TIMEOUT = 600
 
 # Under pytest-xdist (make test) one worker runs this module and test_airflow_ui.py, one after
