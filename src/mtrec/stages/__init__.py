@@ -3,8 +3,8 @@
 ``transfer`` and ``curve`` also take one item (a strategy, a train fraction): ``dvc.yaml`` runs
 them once per item with ``foreach``; without an item they run every item in turn.
 
-:data:`STAGE_INFO` is the one description of every stage: the CLI's help, the Airflow task docs
-and the README's stage list all read it.
+:data:`STAGE_INFO` is the one description of every stage: the CLI's help and the Airflow task
+docs both read it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ STAGE_INFO: dict[str, StageInfo] = {
     "validate": StageInfo(
         "Great Expectations suites on the canonical tables: the data gate",
         "paths.interim, gx/ suites, paths.accepted (last accepted profile)",
-        "reports/validation.json, reports/data_docs/",
+        "reports/validation.json (and Data Docs in reports/data_docs/, not tracked by DVC)",
         ("validate", "registry"),
     ),
     "preprocess": StageInfo(
@@ -84,7 +84,7 @@ STAGE_INFO: dict[str, StageInfo] = {
     ),
     "report": StageInfo(
         "the transfer report, curve PNG and DVC plots data",
-        "reports/metrics.json, reports/curve/, reports/transfer/",
+        "reports/metrics.json, reports/curve/",
         "reports/transfer.md, reports/transfer_curve.png, reports/plots/",
         ("curve", "transfer", "target", "eval", "protocol"),
     ),

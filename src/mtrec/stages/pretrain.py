@@ -48,12 +48,9 @@ def run(params: Params) -> None:
                 model, train, valid, params.pretrain, seed, device, refresh=refresh, monitor=monitor
             )
             model.cpu().save(out_dir / f"seed{seed}.pt")
-            info = {
-                "best_epoch": result.best_epoch,
-                "seconds": result.seconds,
-                "valid_loss": result.best_valid_loss,
-            }
-            log.info("pretrained seed %d: %s", seed, info)
+            # No wall time in the report: it is a DVC output, which must not change run to run.
+            info = {"best_epoch": result.best_epoch, "valid_loss": result.best_valid_loss}
+            log.info("pretrained seed %d in %.1f s: %s", seed, result.seconds, info)
             return info
 
         infos = map_runs(pretrain_seed, seeds, worker_count(params.parallel, device))
