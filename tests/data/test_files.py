@@ -200,8 +200,10 @@ def test_a_single_domain_run_needs_no_timestamp(tmp_path, caplog) -> None:
     params["gates"]["require_transfer_gain"] = False
     params = parse_params(deep_merge(params, single))
     with caplog.at_level(logging.WARNING, logger="mtrec.data.files"):
-        for stage in ("ingest", "validate", "preprocess"):
+        for stage in ("ingest", "validate", "preprocess", "pretrain"):
             stage_runner(stage)(params)
     assert "no timestamp column" in caplog.text
+    # Nothing to pretrain: the output says why instead of being an empty folder.
+    assert [p.name for p in Path(params.paths.pretrained).iterdir()] == ["SKIPPED.txt"]
     meta = json.loads((Path(params.paths.processed) / "meta.json").read_text())
     assert meta["positives"]["target/test"] > 0

@@ -20,6 +20,7 @@ from mtrec.stages.modeling import (
 from mtrec.stages.parallel import map_runs, worker_count
 
 log = logging.getLogger(__name__)
+SKIPPED = "SKIPPED.txt"
 
 
 def run(params: Params) -> None:
@@ -40,6 +41,8 @@ def run(params: Params) -> None:
         if not seeds:
             report["skipped"] = f"protocol {params.protocol.name} has no source domain"
             log.info("%s: nothing to pretrain", report["skipped"])
+            # Says why the folder holds no model (DVC would warn that the output is empty).
+            (out_dir / SKIPPED).write_text(report["skipped"] + "\n")
 
         def pretrain_seed(seed: int) -> dict:
             model = build_model(params, data, seed)
