@@ -102,12 +102,13 @@ def _stage_doc(stage: str) -> str:
     params={
         # Form defaults are params.yaml's, each field one key of it: an untouched form, a
         # scheduled run and an asset-triggered run all run what `dvc repro` runs.
+        # null, not "": the form treats an empty string in a field without null as missing.
         "preset": Param(
-            "",
-            type="string",
-            enum=["", *PRESETS],
+            None,
+            type=["null", "string"],
+            enum=[None, *PRESETS],
             values_display={
-                "": "none: params.yaml as it is",
+                None: "none: params.yaml as it is",
                 **{name: f"{name}: {about}" for name, about in PRESETS.items()},
             },
             title="Dataset preset",

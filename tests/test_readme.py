@@ -107,6 +107,15 @@ def _wait_for(url: str, server: subprocess.Popen[str]) -> None:
     raise AssertionError(f"{url} did not answer")
 
 
+def test_readme_links_and_images_exist() -> None:
+    """Every local link and image of the README is a file of the repository."""
+    targets = re.findall(r"\]\(([^)#]+)\)", README.read_text())
+    local = [t for t in targets if "://" not in t]
+    assert local and all((PROJECT_ROOT / t).exists() for t in local), [
+        t for t in local if not (PROJECT_ROOT / t).exists()
+    ]
+
+
 def test_readme_lists_only_marked_commands_as_untested() -> None:
     marked = {c.split("#")[0].strip(): c for c in readme_commands(README.read_text()) if SKIP in c}
     assert set(marked) == set(NOT_RUN)

@@ -16,45 +16,31 @@ HEADLINE = ("ndcg", "hr", "recall")  # the ranking metrics, @K
 
 
 def run_summary(workspace: str | Path) -> dict[str, Any]:
-    """The result of the run in ``workspace`` (after its register stage)."""
+    """The result of the run in ``workspace`` (after its register stage), flat: the UI shows a
+    flat XCom value whole, where it would fold nested ones."""
     workspace = Path(workspace)
     params = load_params(workspace / PARAMS_FILE)
     reports = workspace / params.paths.reports
     registration = read_json(reports / REGISTRATION)
     metrics = read_json(reports / METRICS)
     k = metrics["k"]
-    strategies = metrics["strategies"]
-
-    def headline(strategy: str) -> dict[str, str]:
-        scores = strategies[strategy]
-        return {
-            f"{m}@{k}": f"{scores[f'{m}@{k}']['mean']:.4f} ± {scores[f'{m}@{k}']['std']:.4f}"
-            for m in HEADLINE
-            if f"{m}@{k}" in scores
-        }
-
     decision = registration["decision"]
-    return {
+    summary: dict[str, Any] = {
         "model": f"{registration['model_name']} v{registration['version']}",
-        "aliases": ["@" + a for a in registration["aliases"]],
+        "aliases": ", ".join("@" + a for a in registration["aliases"]) or "none",
         "promoted": decision["promote"],
-        "gates": {
-            c["gate"]: ("passed" if c["passed"] else "FAILED") + f": {c['detail']}"
-            for c in decision["checks"]
-        },
-        "metrics": {name: headline(name) for name in strategies},
     }
+    for check in decision["checks"]:
+        verdict = "passed" if check["passed"] else "FAILED"
+        summary[f"gate {check['gate']}"] = f"{verdict}: {check['detail']}"
+    for name, scores in metrics["strategies"].items():
+        shown = [f"{m}@{k}" for m in HEADLINE if f"{m}@{k}" in scores]
+        summary[name] = ", ".join(
+            f"{m} {scores[m]['mean']:.4f} ± {scores[m]['std']:.4f}" for m in shown
+        )
+    return summary
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The summary as log lines, one fact each."""
-    lines = [
-        f"registered {summary['model']} -> {', '.join(summary['aliases']) or 'no alias'}"
-        + (" (promoted to @champion)" if summary["promoted"] else " (not promoted)")
-    ]
-    lines += [f"gate {gate}: {result}" for gate, result in summary["gates"].items()]
-    lines += [
-        f"{name}: " + ", ".join(f"{m} {v}" for m, v in scores.items())
-        for name, scores in summary["metrics"].items()
-    ]
-    return lines
+    return [f"{key}: {value}" for key, value in summary.items()]

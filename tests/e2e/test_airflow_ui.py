@@ -116,6 +116,8 @@ def test_trigger_from_the_form_then_ctrl_c_stops_everything(tmp_path) -> None:
             epochs = page.get_by_role("spinbutton", name="Transfer max epochs")
             assert epochs.input_value() == str(params["transfer"]["train"]["epochs"])
             epochs.fill("1")
+            # The fields at the top of the dialog, for the README's screenshot.
+            page.get_by_text("Run Parameters").evaluate("e => e.scrollIntoView()")
             _screenshot(page, tmp_path, "airflow-trigger-form.png")
             page.get_by_test_id("trigger-dag-submit").click()
             page.wait_for_url(f"{url}/dags/mtrec_training/runs/**")

@@ -122,12 +122,12 @@ def test_the_trigger_form_is_params_yaml_with_choices(airflow_env, project) -> N
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout.strip().splitlines()[-1])
     defaults = form_defaults(load_params(project / "params.yaml"))
-    assert info["params"] == defaults | {"preset": ""}  # no literal null
+    assert info["params"] == defaults | {"preset": None}
     schemas = info["schemas"]
     assert all(schema.get("title") for schema in schemas.values())
     assert all(len(doc) > 40 for doc in info["field_docs"].values())
     assert "amazon-sport-phone" in schemas["preset"]["enum"]
-    assert schemas["preset"]["values_display"][""].startswith("none")
+    assert schemas["preset"]["values_display"]["null"].startswith("none")  # not a bare null
     assert schemas["strategies"]["examples"] == schemas["strategies"]["items"]["enum"]
     assert {"Animation", "Horror"} <= set(schemas["target_genres"]["examples"])
     assert "type" not in schemas["seeds"]["items"]  # a text box per line, not a JSON editor
