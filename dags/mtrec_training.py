@@ -8,6 +8,9 @@ so a stage whose inputs did not change is restored, not recomputed. The stages' 
 It runs on ``schedule.training`` (params.yaml, weekly by default) and whenever
 ``mtrec_feedback`` accepts new interactions (the asset ``feedback.asset``). Training stages
 take a slot of the ``mtrec_gpu`` pool (``dags/pools.json``: one slot per GPU).
+
+The run's result (each gate's verdict, the registered version and its aliases, NDCG / HR /
+Recall per strategy) is in the ``register`` task's log and XCom.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@ without the venv on PATH: the README cannot drift from the code.
 
 A command the test cannot run carries ``[no doc test: why]`` in its comment; one that starts a
 server carries ``[doc test: background]`` and is started in the background, and the commands
-after it run once it answers. The test ends by checking that a forced rerun of stages leaves
-``git status`` clean: the outputs ``dvc.lock`` records are the same from run to run.
+after it run once it answers. Like a fresh clone, whose committed ``dvc.lock`` is what
+``make run`` writes, the copy commits the first run's ``dvc.lock``; ``git status`` must stay
+clean through the README's other commands and a forced rerun of stages (the outputs
+``dvc.lock`` records are the same from run to run).
 """
 
 from __future__ import annotations
@@ -78,9 +80,26 @@ def _clone(tmp: Path) -> Path:
     (venv / ".installed").touch()  # newer than pyproject.toml: `make install` has nothing to do
     config = project / ".dvc" / "config"
     config.write_text(config.read_text().replace("    no_scm = true\n", ""))
-    for git in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clone"]):
-        subprocess.run(["git", *git], cwd=project, env=_env(project), check=True)
+    subprocess.run(["git", "init", "-q"], cwd=project, env=_env(project), check=True)
+    _commit(project, "clone")
     return project
+
+
+def _commit(project: Path, message: str) -> None:
+    for git in (["add", "-A"], ["commit", "-qm", message]):
+        subprocess.run(["git", *git], cwd=project, env=_env(project), check=True)
+
+
+def _status(project: Path) -> str:
+    """``git status --porcelain``, with the diff of what changed."""
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=project, text=True, capture_output=True, check=True
+    ).stdout
+    if status:
+        status += subprocess.run(
+            ["git", "diff"], cwd=project, text=True, capture_output=True
+        ).stdout[:3000]
+    return status
 
 
 def _bash(project: Path, script: str, background: bool = False) -> subprocess.Popen[str]:
@@ -151,6 +170,9 @@ def test_every_readme_command_works_as_written(tmp_path: Path) -> None:
                 _wait_for(SERVER, servers[-1])
                 continue
             script.append(command)
+            if command.startswith("make run"):
+                run_script()
+                _commit(project, "the first run's dvc.lock")
             if command.startswith("curl"):
                 run_script()
                 answer = json.loads(outputs[command].split("\n", 1)[1])
@@ -163,15 +185,9 @@ def test_every_readme_command_works_as_written(tmp_path: Path) -> None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
 
-    # A clean tree after a run: commit what the README's commands left (params.yaml as the
-    # experiment set it, dvc.lock), rerun stages from scratch, and nothing tracked changes.
-    for git in (["add", "-A"], ["commit", "-qm", "after the README"]):
-        subprocess.run(["git", *git], cwd=project, env=_env(project), check=True)
+    assert _status(project) == "", "the README's commands changed tracked files"
     # Not validate: its report rightly differs once an accepted profile exists (volume rules).
     rerun = _bash(project, "make repro ARGS='-f -s pretrain transfer@finetune report'")
     out, _ = rerun.communicate()
     assert rerun.returncode == 0, out[-4000:]
-    status = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=project, text=True, capture_output=True
-    ).stdout
-    assert status == "", status
+    assert _status(project) == "", "a rerun changed dvc.lock"
