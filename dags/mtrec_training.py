@@ -32,7 +32,7 @@ from mtrec.config import (
     presets,
     read_preset,
 )
-from mtrec.data.adapters import genre_taxonomy
+from mtrec.data.taxonomy import genre_taxonomy
 from mtrec.stages import ITEM_STAGES, STAGE_INFO, STAGES
 
 log = logging.getLogger(__name__)

@@ -26,13 +26,3 @@ ADAPTERS: dict[str, Callable[[DataConfig], CanonicalTables]] = {
 def load_dataset(cfg: DataConfig) -> CanonicalTables:
     """The canonical tables of the configured dataset."""
     return ADAPTERS[cfg.dataset](cfg)
-
-
-def genre_taxonomy(cfg: DataConfig) -> tuple[str, ...]:
-    """The categories the dataset's items can carry, where known before reading it: a MovieLens
-    release's genres, the declared ``data.files.genres``; none where only the data says."""
-    if cfg.dataset in RELEASES:
-        return RELEASES[cfg.dataset].genres
-    if cfg.dataset == "files":
-        return tuple(cfg.files.genres)
-    return ()
