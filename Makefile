@@ -9,9 +9,20 @@ export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run test install lint clean airflow mlflow bench secrets
+.PHONY: help run test install lint clean airflow mlflow bench repro exp plots serve secrets
+.DEFAULT_GOAL := help
 
-install: $(VENV)/.installed
+# What `make serve` serves: params.yaml's registry (tracking_uri made absolute), model_name
+# and serving.alias.
+MLFLOW_DB := sqlite:///$(CURDIR)/mlflow.db
+SERVE_MODEL ?= models:/mtrec@champion
+SERVE_PORT ?= 5001
+ARGS ?=
+
+help: ## list the targets
+	@awk -F ':.*## ' '/^[a-z-]+:.*## /{printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(VENV)/.installed ## create .venv and install mtrec (the first target `run` needs)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +36,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 		-e ".[dev,stack]"
 	touch $@
 
-run: install
+run: install ## set up, run the whole pipeline (dvc repro) on the bundled data, print results
 	dvc repro
 	@echo
 	@cat reports/results.md
@@ -37,15 +48,30 @@ run: install
 # Two pytest-xdist workers: most tests are one single-threaded process at a time, so the second
 # core would idle; tests sharing a costly set-up or the Airflow stacks carry an xdist_group mark
 # (--dist loadgroup keeps each group on one worker).
-test: install
+test: install ## the test suite (unit and end-to-end)
 	OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadgroup --durations=25
+
+# The venv's tools with its bin/ on PATH (dvc.yaml's commands run `python -m mtrec`), so they
+# work whether or not the venv is active. Order-only: an existing venv is enough.
+repro: | $(VENV)/.installed ## dvc repro: rerun what changed (ARGS: e.g. a stage name)
+	dvc repro $(ARGS)
+
+exp: | $(VENV)/.installed ## dvc exp run (ARGS, e.g. ARGS='-S target.train_fraction=0.2')
+	dvc exp run $(ARGS)
+
+plots: | $(VENV)/.installed ## dvc plots show: the transfer curve as HTML (dvc_plots/index.html)
+	dvc plots show $(ARGS)
+
+serve: | $(VENV)/.installed ## REST API of the registry's @champion on :5001 (POST /invocations)
+	MLFLOW_TRACKING_URI=$(MLFLOW_DB) mlflow models serve -m $(SERVE_MODEL) \
+		--env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 # Local UIs. `make airflow`: Airflow standalone on the project's DAGs (UI :8080, login printed;
 # Ctrl-C stops it all). `make mlflow`: the MLflow UI on the local registry (:5000).
-airflow: install
+airflow: install ## Airflow standalone on the project's DAGs (UI on :8080)
 	scripts/airflow-standalone.sh
 
-mlflow: install
+mlflow: install ## the MLflow UI on the local registry (:5000)
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 # Benchmarks (benchmarks/README.md): mtrec vs torch-rechub (its own venv, never a project
@@ -60,16 +86,15 @@ $(BENCH_VENV)/.installed: benchmarks/requirements-peer.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -r benchmarks/requirements-peer.txt
 	touch $@
 
-bench: install $(BENCH_VENV)/.installed
+bench: install $(BENCH_VENV)/.installed ## mtrec against torch-rechub and a plain-PyTorch floor
 	python benchmarks/run.py --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
-lint: install
+lint: install ## ruff check and format check
 	ruff check .
 	ruff format --check .
 
-clean:
+clean: ## delete every pipeline output (data, models, reports, registry)
 	rm -rf data/interim data/processed models reports runs mlflow.db mlartifacts
 
-# A .env for docker compose with fresh random secrets (it never overwrites an existing one).
-secrets:
+secrets: ## write .env for docker compose with fresh random secrets (never overwrites one)
 	$(PYTHON) scripts/make_secrets.py

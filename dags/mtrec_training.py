@@ -8,14 +8,18 @@ so a stage whose inputs did not change is restored, not recomputed. The stages' 
 It runs on ``schedule.training`` (params.yaml, weekly by default) and whenever
 ``mtrec_feedback`` accepts new interactions (the asset ``feedback.asset``). Training stages
 take a slot of the ``mtrec_gpu`` pool (``dags/pools.json``: one slot per GPU).
+
+The run's result (each gate's verdict, the registered version and its aliases, NDCG / HR /
+Recall per strategy) is in the ``register`` task's log and XCom.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
@@ -25,10 +29,13 @@ from mtrec.config import (
     Strategy,
     form_defaults,
     load_params,
-    preset_names,
+    presets,
+    read_preset,
 )
-from mtrec.stages import ITEM_STAGES, STAGES
+from mtrec.data.taxonomy import genre_taxonomy
+from mtrec.stages import ITEM_STAGES, STAGE_INFO, STAGES
 
+log = logging.getLogger(__name__)
 PROJECT_DIR = Path(os.environ.get("MTREC_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 # Stages that run neural networks (training, the sentence encoder) go to the `gpu` queue (a
 # GPU Celery worker when there is one).
@@ -52,6 +59,30 @@ SCHEDULE = (
 )
 STRATEGIES = list(get_args(Strategy))
 ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotation))
+PRESETS = presets(PROJECT_DIR / PARAMS_FILE)
+# The genres offered: the taxonomies of params.yaml's dataset and of each preset's, and the
+# genres each names (a dataset whose categories only its data knows adds its own target's).
+_CONFIGS = [
+    SETTINGS,
+    *(load_params(PROJECT_DIR / PARAMS_FILE, read_preset(PROJECT_DIR, name)) for name in PRESETS),
+]
+GENRES = sorted({g for p in _CONFIGS for g in (*genre_taxonomy(p.data), *p.target.genres)})
+MAX_EPOCHS = 500
+SCHEDULE_TEXT = (
+    f"on `{SETTINGS.schedule.training}` (UTC, schedule.training) and "
+    if SETTINGS.schedule.training
+    else ""
+) + f"whenever mtrec_feedback accepts new interactions (asset `{SETTINGS.feedback.asset}`)"
+
+
+def _stage_doc(stage: str) -> str:
+    """A task's documentation in the UI: the stage's own description."""
+    info = STAGE_INFO[stage]
+    return (
+        f"`dvc repro {stage}` in the run's workspace: {info.summary}.\n\n"
+        f"- reads: {info.reads}\n- writes: {info.writes}\n"
+        f"- params: {', '.join(info.params)}"
+    )
 
 
 @dag(
@@ -61,7 +92,8 @@ ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotatio
     catchup=False,
     max_active_runs=2,
     tags=["mtrec", "training"],
-    doc_md=__doc__,
+    description=f"Train, evaluate and register mtrec: runs {SCHEDULE_TEXT}, or when triggered.",
+    doc_md=__doc__ + f"\n\nSchedule: {SCHEDULE_TEXT}.",
     default_args={
         # A lost worker or a flaky store: retry after 1, 2, 4 ... minutes (at most 15).
         "retries": 2,
@@ -71,59 +103,85 @@ ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotatio
         "execution_timeout": timedelta(hours=2),
     },
     params={
-        # Form defaults are params.yaml's, so an untouched form runs what `dvc repro` runs.
+        # Form defaults are params.yaml's, each field one key of it: an untouched form, a
+        # scheduled run and an asset-triggered run all run what `dvc repro` runs.
+        # null, not "": the form treats an empty string in a field without null as missing.
         "preset": Param(
             None,
             type=["null", "string"],
-            enum=[None, *preset_names(PROJECT_DIR)],
+            enum=[None, *PRESETS],
+            values_display={
+                None: "none: params.yaml as it is",
+                **{name: f"{name}: {about}" for name, about in PRESETS.items()},
+            },
             title="Dataset preset",
-            description="configs/<preset>.yaml applied on top of params.yaml (empty: none); "
-            "the fields below apply on top of it.",
+            description="Another dataset: configs/<preset>.yaml on top of params.yaml. Fields "
+            "you change below apply on top of the preset; untouched ones keep the preset's.",
         ),
         "target_genres": Param(
             DEFAULTS["target_genres"],
             type="array",
             minItems=1,
             items={"type": "string"},
+            examples=GENRES,
             title="Target-domain genres",
-            description="Movies with any of these genres form the target domain.",
+            description="Items of any of these genres form the sparse target domain the model "
+            "transfers into; every other item is the source domain (target.genres).",
         ),
         "strategies": Param(
             DEFAULTS["strategies"],
             type="array",
             minItems=1,
             items={"type": "string", "enum": STRATEGIES},
+            examples=STRATEGIES,
             title="Transfer strategies",
-            description="Trained and compared on one split.",
+            description="Trained and compared on one split (transfer.strategies). scratch: "
+            "target only; zero_shot: the source model as is; frozen / finetune / l2sp: start "
+            "from the source model; joint / sample_weighted: add source rows. Keep scratch "
+            "and the registered strategy (registry.strategy) in the list.",
         ),
         "architecture": Param(
             DEFAULTS["architecture"],
             type="string",
             enum=ARCHITECTURES,
             title="Multi-task architecture",
-            description="How the tasks share layers above the user/item encoder.",
+            description="How the click, like, rating and genre tasks share layers "
+            "(model.architecture): shared_bottom, independent, mmoe, ple or esmm.",
         ),
-        "epochs": Param(
-            DEFAULTS["epochs"],
+        "pretrain_epochs": Param(
+            DEFAULTS["pretrain_epochs"],
             type="integer",
             minimum=1,
-            maximum=500,
-            title="Max epochs",
-            description="Upper bound for pretraining and transfer; both stop early.",
+            maximum=MAX_EPOCHS,
+            title="Pretraining max epochs",
+            description="Upper bound for pretraining on the source domain (pretrain.epochs); "
+            "it stops early when validation stops improving.",
+        ),
+        "transfer_epochs": Param(
+            DEFAULTS["transfer_epochs"],
+            type="integer",
+            minimum=1,
+            maximum=MAX_EPOCHS,
+            title="Transfer max epochs",
+            description="Upper bound for each strategy on the target domain "
+            "(transfer.train.epochs); it stops early too.",
         ),
         "seeds": Param(
             DEFAULTS["seeds"],
             type="array",
             minItems=1,
-            items={"type": "integer"},
+            # Integers or their text (the form's box sends one line per seed as text).
+            items={"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]+$"}]},
             title="Seeds",
-            description="Every figure is mean ± std over these.",
+            description="One per line. Every model is trained once per seed and every figure "
+            "is mean ± std over them (eval.seeds); more seeds, longer runs.",
         ),
         "promote": Param(
             DEFAULTS["promote"],
             type="boolean",
             title="Promote",
-            description="Move @champion when every gate passes.",
+            description="Move @champion to the new model when every gate passes "
+            "(registry.promote); off: it only becomes @challenger.",
         ),
     },
 )
@@ -148,6 +206,19 @@ def mtrec_training() -> None:
         return workspace
 
     @task
+    def register(workspace: str) -> dict[str, Any]:
+        """``dvc repro register``, then the run's result (gates, version, aliases, metrics):
+        logged, and returned as the task's XCom, both shown in the Airflow UI."""
+        from mtrec.summary import run_summary, summary_lines
+        from mtrec.workspace import run_stage as repro
+
+        repro(Path(workspace), "register")
+        summary = run_summary(workspace)
+        for line in summary_lines(summary):
+            log.info("%s", line)
+        return summary
+
+    @task
     def stage_items(workspace: str, stage: str) -> list[str]:
         """The run's ``foreach`` stages, e.g. ``transfer@finetune`` per strategy."""
         from mtrec.workspace import foreach_stages
@@ -166,13 +237,21 @@ def mtrec_training() -> None:
             upstream >> items
             current = (
                 run_stage.override(
-                    task_id=stage, queue=queue, pool=pool, max_active_tis_per_dagrun=1
+                    task_id=stage,
+                    queue=queue,
+                    pool=pool,
+                    max_active_tis_per_dagrun=1,
+                    doc_md=_stage_doc(stage),
                 )
                 .partial(workspace=workspace)
                 .expand(stage=items)
             )
+        elif stage == "register":
+            current = register.override(doc_md=_stage_doc(stage))(workspace)
         else:
-            current = run_stage.override(task_id=stage, queue=queue, pool=pool)(workspace, stage)
+            current = run_stage.override(
+                task_id=stage, queue=queue, pool=pool, doc_md=_stage_doc(stage)
+            )(workspace, stage)
         upstream >> current
         upstream = current
 

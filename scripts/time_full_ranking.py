@@ -1,7 +1,7 @@
 """Seconds for one full ranking (``ranking_metrics`` over ``score_matrix``) at a dataset's
 shape, with an untrained shared-bottom model (the speed does not depend on the weights). The
 defaults are the Amazon Phone target of ``configs/amazon-sport-phone.yaml``: 3,999 users,
-13,655 items, embedding 64, the dot product on, a click head only (the README quotes them).
+13,655 items, embedding 64, the dot product on, a click head only (docs/results.md quotes them).
 
     python scripts/time_full_ranking.py [--users 3999] [--items 13655] [--dim 64] [--repeats 2]
 

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mtrec.__main__ import main
 from mtrec.config import deep_merge, load_params, parse_params, preset_names, read_preset
@@ -88,3 +89,32 @@ def test_lm_fine_tuning_is_off_by_default_and_needs_the_lm_encoder() -> None:
 def test_lm_fine_tuning_values_out_of_range_are_rejected(override, key) -> None:
     with pytest.raises(ConfigError, match=key):
         load_params(PARAMS, override)
+
+
+def test_a_single_domain_params_file_names_every_setting_at_once() -> None:
+    raw = deep_merge(yaml.safe_load(PARAMS.read_text()), {"protocol": {"name": "predefined"}})
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    for key in ("transfer.strategies", "registry.strategy", "gates.require_transfer_gain"):
+        assert key in str(err.value)
+
+
+def test_a_single_domain_override_implies_scratch_only() -> None:
+    params = load_params(PARAMS, {"protocol": {"name": "recbole-general"}})
+    assert params.transfer.strategies == ["scratch"] and params.registry.strategy == "scratch"
+    assert not params.gates.require_transfer_gain
+    # A value chosen on purpose is kept, and fails when it contradicts the protocol.
+    chosen = {"protocol": {"name": "recbole-general"}, "registry": {"strategy": "frozen"}}
+    with pytest.raises(ConfigError, match=r"registry\.strategy frozen \(must be scratch\)") as err:
+        load_params(PARAMS, chosen)
+    assert "transfer.strategies" not in str(err.value)
+
+
+def test_a_single_domain_preset_writes_what_it_implies(tmp_path) -> None:
+    (tmp_path / "params.yaml").write_text(PARAMS.read_text())
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mine.yaml").write_text("protocol: {name: recbole-general}\n")
+    assert main(["preset", "mine", "--params", str(tmp_path / "params.yaml")]) == 0
+    written = yaml.safe_load((tmp_path / "params.yaml").read_text())  # what dvc.yaml reads
+    assert written["transfer"]["strategies"] == ["scratch"]
+    assert written["registry"]["strategy"] == "scratch"

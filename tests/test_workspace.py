@@ -13,8 +13,9 @@ from .conftest import make_project
 FORM = {
     "target_genres": ["Horror"],
     "strategies": ["scratch", "finetune"],
-    "epochs": 3,
-    "seeds": [7],
+    "pretrain_epochs": 4,
+    "transfer_epochs": 3,
+    "seeds": ["7"],  # the form's seed box sends text lines
     "promote": False,
     "architecture": "mmoe",
 }
@@ -24,11 +25,21 @@ def test_form_maps_onto_params_sections() -> None:
     assert form_overrides(FORM) == {
         "target": {"genres": ["Horror"]},
         "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 3}},
-        "pretrain": {"epochs": 3},
-        "eval": {"seeds": [7]},
+        "pretrain": {"epochs": 4},
+        "eval": {"seeds": ["7"]},
         "registry": {"promote": False},
         "model": {"architecture": "mmoe"},
     }
+
+
+def test_an_untouched_form_runs_params_yaml_as_it_is(tmp_path) -> None:
+    project = make_project(tmp_path)
+    params = load_params(project / "params.yaml")
+    untouched = form_defaults(params) | {"preset": None}
+    assert load_params(project / "params.yaml", form_overrides(untouched, project)) == params
+    assert untouched["pretrain_epochs"] == params.pretrain.epochs  # each its own field
+    assert untouched["transfer_epochs"] == params.transfer.train.epochs
+    assert load_params(project / "params.yaml", form_overrides(FORM)).eval.seeds == [7]
 
 
 def test_a_preset_applies_under_the_fields_the_operator_changed(tmp_path) -> None:

@@ -456,6 +456,28 @@ class Params(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
+    def _single_domain_trains_scratch_only(self) -> Params:
+        # Checked first and all at once: each setting's own check would name one at a time.
+        if not self.protocol.single_domain:
+            return self
+        wrong = [
+            f"{key} {current} (must be {needed})"
+            for key, current, needed in (
+                ("transfer.strategies", self.transfer.strategies, ["scratch"]),
+                ("registry.strategy", self.registry.strategy, "scratch"),
+                ("gates.require_transfer_gain", self.gates.require_transfer_gain, False),
+            )
+            if current != needed
+        ]
+        if wrong:
+            raise ValueError(
+                f"protocol {self.protocol.name!r} has no source domain, so only scratch trains: "
+                f"set {'; '.join(wrong)}; or apply the change with `python -m mtrec preset` "
+                "or the trigger form, which set these for a single-domain protocol"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _registered_strategy_is_trained(self) -> Params:
         if self.preprocess.cv_folds == 1:
             raise ValueError("preprocess.cv_folds must be 0 (off) or at least 2")
@@ -469,14 +491,6 @@ class Params(_Section):
             )
         if self.gates.require_transfer_gain and "scratch" not in self.transfer.strategies:
             raise ValueError("gates.require_transfer_gain needs 'scratch' in transfer.strategies")
-        if self.protocol.single_domain and (
-            self.transfer.strategies != ["scratch"] or self.gates.require_transfer_gain
-        ):
-            raise ValueError(
-                f"protocol {self.protocol.name!r} has no source domain: set "
-                "transfer.strategies [scratch], registry.strategy scratch and "
-                "gates.require_transfer_gain false"
-            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -507,10 +521,43 @@ def parse_params(raw: Mapping[str, Any], source: str = "params") -> Params:
         raise ConfigError(f"invalid {source}: {problems}") from exc
 
 
+# What a single-domain protocol implies (no source domain: scratch alone, nothing to gain over).
+SINGLE_DOMAIN = {
+    "transfer": {"strategies": ["scratch"]},
+    "registry": {"strategy": "scratch"},
+    "gates": {"require_transfer_gain": False},
+}
+
+
+def infer_single_domain(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` with :data:`SINGLE_DOMAIN` filled in when its protocol is single-domain and each
+    such setting is still the cross-domain default (a value chosen on purpose stays, and fails
+    validation if it contradicts the protocol)."""
+    protocol = raw.get("protocol")
+    name = protocol.get("name") if isinstance(protocol, Mapping) else None
+    if name not in get_args(ProtocolConfig.model_fields["name"].annotation):
+        return dict(raw)  # the default (cross-domain) or a bad value validation will name
+    if not ProtocolConfig(name=name).single_domain:
+        return dict(raw)
+    merged = dict(raw)
+    defaults = Params().to_dict()
+    for section, values in SINGLE_DOMAIN.items():
+        for key, value in values.items():
+            given = raw.get(section, {})
+            if not isinstance(given, Mapping):
+                continue  # validation names the malformed section
+            current = given.get(key, defaults[section][key])
+            if current == defaults[section][key]:
+                merged = deep_merge(merged, {section: {key: value}})
+    return merged
+
+
 def load_params(
     path: str | Path = PARAMS_FILE, overrides: Mapping[str, Any] | None = None
 ) -> Params:
-    """Read ``params.yaml`` and apply nested ``overrides`` on top."""
+    """Read ``params.yaml`` and apply nested ``overrides`` on top. An override that makes the
+    protocol single-domain also sets what that implies (:func:`infer_single_domain`); the file
+    alone must say it, since ``dvc.yaml``'s ``foreach`` reads the file's strategies as written."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -518,7 +565,28 @@ def load_params(
         raise ConfigError(f"{path} not found (run from the project or run workspace)") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_params(deep_merge(raw, overrides or {}), source=str(path))
+    if not overrides:
+        return parse_params(raw, source=str(path))
+    return parse_params(infer_single_domain(deep_merge(raw, overrides)), source=str(path))
+
+
+# The Airflow trigger form's fields and the params key each one sets (one field, one key: an
+# untouched form is params.yaml exactly).
+FORM_FIELDS = {
+    "target_genres": "target.genres",
+    "strategies": "transfer.strategies",
+    "architecture": "model.architecture",
+    "pretrain_epochs": "pretrain.epochs",
+    "transfer_epochs": "transfer.train.epochs",
+    "seeds": "eval.seeds",
+    "promote": "registry.promote",
+}
+
+
+def _get(params: Mapping[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        params = params[key]
+    return params
 
 
 def _slug(text: str) -> str:
@@ -548,15 +616,21 @@ def registry_config(params: Params) -> RegistryConfig:
 
 def form_defaults(params: Params) -> dict[str, Any]:
     """The Airflow trigger form's fields as ``params`` fills them (what an untouched form
-    sends; ``mtrec.workspace.form_overrides`` maps them back onto params)."""
-    return {
-        "target_genres": params.target.genres,
-        "strategies": params.transfer.strategies,
-        "architecture": params.model.architecture,
-        "epochs": params.transfer.train.epochs,
-        "seeds": params.eval.seeds,
-        "promote": params.registry.promote,
-    }
+    sends; :func:`form_to_params` maps them back)."""
+    values = params.to_dict()
+    return {field: _get(values, key) for field, key in FORM_FIELDS.items()}
+
+
+def form_to_params(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's fields (those present) as nested params overrides."""
+    overrides: dict[str, Any] = {}
+    for field, key in FORM_FIELDS.items():
+        if field in form:
+            nested: Any = form[field]
+            for part in reversed(key.split(".")):
+                nested = {part: nested}
+            overrides = deep_merge(overrides, nested)
+    return overrides
 
 
 def preset_names(project: str | Path) -> list[str]:
@@ -572,6 +646,29 @@ def read_preset(project: str | Path, name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def preset_project(params_path: str | Path = PARAMS_FILE) -> Path:
+    """The folder whose ``configs/`` holds the presets: the params file's folder, else the
+    project run from (so a params file kept elsewhere still finds the project's presets)."""
+    for folder in (Path(params_path).resolve().parent, Path.cwd()):
+        if preset_names(folder):
+            return folder
+    raise ConfigError(
+        f"no presets: neither {PRESETS_DIR}/ beside {params_path} nor ./{PRESETS_DIR} holds a "
+        "*.yaml (run from the project)"
+    )
+
+
+def presets(params_path: str | Path = PARAMS_FILE) -> dict[str, str]:
+    """Preset name -> its first comment line (what it is), as ``preset --list`` shows them."""
+    project = preset_project(params_path)
+    about = {}
+    for name in preset_names(project):
+        text = (project / PRESETS_DIR / f"{name}.yaml").read_text()
+        first = next((line for line in text.splitlines() if line.startswith("#")), "")
+        about[name] = first.lstrip("# ").strip()
+    return about
+
+
 def write_params(params: Params, path: str | Path, header: str = "") -> None:
     """Write the full, validated params as YAML (what DVC and the stages read)."""
     Path(path).write_text(header + yaml.safe_dump(params.to_dict(), sort_keys=False))
@@ -580,7 +677,7 @@ def write_params(params: Params, path: str | Path, header: str = "") -> None:
 def apply_preset(name: str, path: str | Path = PARAMS_FILE) -> Params:
     """Rewrite ``path`` as itself with preset ``name`` on top (``python -m mtrec preset``)."""
     path = Path(path)
-    params = load_params(path, read_preset(path.parent, name))
+    params = load_params(path, read_preset(preset_project(path), name))
     header = (
         f"# {path.name} with configs/{name}.yaml applied (`python -m mtrec preset {name}`);\n"
         f"# `git checkout {path.name}` restores the commented defaults.\n"

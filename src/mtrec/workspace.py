@@ -25,6 +25,7 @@ from mtrec.config import (
     Params,
     deep_merge,
     form_defaults,
+    form_to_params,
     load_params,
     read_preset,
     write_params,
@@ -43,7 +44,6 @@ _TAIL_LINES = 40
 def form_overrides(form: Mapping[str, Any], project: Path | None = None) -> dict[str, Any]:
     """Map the Airflow trigger form's fields onto nested params overrides: the chosen dataset
     preset (``configs/<preset>.yaml`` of ``project``) first, the other fields on top."""
-    overrides: dict[str, Any] = {}
     if form.get("preset"):
         if project is None:
             raise ValueError("a preset needs the project directory it lives in")
@@ -52,20 +52,7 @@ def form_overrides(form: Mapping[str, Any], project: Path | None = None) -> dict
         defaults = form_overrides(form_defaults(load_params(project / PARAMS_FILE)))
         changed = form_overrides(dict(form, preset=None))
         return deep_merge(read_preset(project, form["preset"]), _changed(changed, defaults))
-    if "target_genres" in form:
-        overrides["target"] = {"genres": list(form["target_genres"])}
-    if "strategies" in form:
-        overrides.setdefault("transfer", {})["strategies"] = list(form["strategies"])
-    if "architecture" in form:
-        overrides["model"] = {"architecture": form["architecture"]}
-    if "epochs" in form:
-        overrides["pretrain"] = {"epochs": int(form["epochs"])}
-        overrides.setdefault("transfer", {})["train"] = {"epochs": int(form["epochs"])}
-    if "seeds" in form:
-        overrides["eval"] = {"seeds": [int(s) for s in form["seeds"]]}
-    if "promote" in form:
-        overrides["registry"] = {"promote": bool(form["promote"])}
-    return overrides
+    return form_to_params(form)
 
 
 def _changed(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

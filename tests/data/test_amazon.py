@@ -99,3 +99,20 @@ def test_a_pair_not_in_the_release_is_a_clear_error(params, tmp_path) -> None:
     cfg = params.data.model_copy(update={"raw_dir": str(tmp_path)})
     with pytest.raises(DataSourceError, match="phone_sport: not found"):
         load_amazon(cfg)
+
+
+def test_a_misnamed_candidates_file_is_an_error_naming_the_right_name(params, tmp_path) -> None:
+    for pair in ("sport_phone", "phone_sport"):
+        shutil.copytree(AMAZON / pair, tmp_path / pair)
+    (tmp_path / "candidates").mkdir()
+    shutil.copy2(AMAZON / "candidates" / "README.md", tmp_path / "candidates")  # not data: stays
+    source = AMAZON / "candidates" / "phone_sport.candidates_seed2026.tsv.gz"
+    shutil.copy2(source, tmp_path / "candidates" / "phone-sport.candidates.tsv.gz")
+    cfg = params.data.model_copy(update={"raw_dir": str(tmp_path)})
+    with pytest.raises(DataSourceError, match=r"phone-sport\.candidates\.tsv\.gz not read") as err:
+        load_amazon(cfg)
+    assert "phone_sport.candidates*.tsv.gz" in str(err.value)
+    (tmp_path / "candidates" / "phone-sport.candidates.tsv.gz").rename(
+        tmp_path / "candidates" / source.name
+    )
+    assert load_amazon(cfg).candidates is not None

@@ -5,6 +5,7 @@ fail the gate naming the file and column."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtrec.config import PARAMS_FILE, Params, VolumeTolerance, load_params
+from mtrec.config import PARAMS_FILE, Params, VolumeTolerance, deep_merge, load_params, parse_params
 from mtrec.data.canonical import CanonicalTables
 from mtrec.data.files import load_files
 from mtrec.data.validation import validate_tables
@@ -187,3 +188,22 @@ def test_wrong_file_type_is_a_clear_error(tmp_path) -> None:
     files = {"interactions": str(tmp_path / "inter.json"), "items": str(tmp_path / "items.csv")}
     with pytest.raises(DataSourceError, match=r"data\.files\.interactions must end in \.csv"):
         load_files(pipeline_params(tmp_path, files).data)
+
+
+def test_a_single_domain_run_needs_no_timestamp(tmp_path, caplog) -> None:
+    inter, items = make_dataset()
+    files = write_csv(tmp_path / "my-data", inter.drop(columns="timestamp"), items)
+    single = {"protocol": {"name": "recbole-general", "recbole": {"k_core": 0}}}
+    params = pipeline_params(tmp_path, files).to_dict()
+    params["transfer"]["strategies"] = ["scratch"]
+    params["registry"]["strategy"] = "scratch"
+    params["gates"]["require_transfer_gain"] = False
+    params = parse_params(deep_merge(params, single))
+    with caplog.at_level(logging.WARNING, logger="mtrec.data.files"):
+        for stage in ("ingest", "validate", "preprocess", "pretrain"):
+            stage_runner(stage)(params)
+    assert "no timestamp column" in caplog.text
+    # Nothing to pretrain: the output says why instead of being an empty folder.
+    assert [p.name for p in Path(params.paths.pretrained).iterdir()] == ["SKIPPED.txt"]
+    meta = json.loads((Path(params.paths.processed) / "meta.json").read_text())
+    assert meta["positives"]["target/test"] > 0

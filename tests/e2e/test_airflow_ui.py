@@ -109,9 +109,15 @@ def test_trigger_from_the_form_then_ctrl_c_stops_everything(tmp_path) -> None:
 
             page.goto(f"{url}/dags/mtrec_training")
             page.get_by_test_id("trigger-dag-button").click()
-            epochs = page.get_by_role("spinbutton", name="Max epochs")
-            assert epochs.input_value() == "2"  # the form's default is params.yaml's
+            # The form's defaults are params.yaml's, one field per key; no literal null.
+            expect(page.get_by_text("none: params.yaml as it is").first).to_be_visible()
+            pretrain = page.get_by_role("spinbutton", name="Pretraining max epochs")
+            assert pretrain.input_value() == str(params["pretrain"]["epochs"])
+            epochs = page.get_by_role("spinbutton", name="Transfer max epochs")
+            assert epochs.input_value() == str(params["transfer"]["train"]["epochs"])
             epochs.fill("1")
+            # The fields at the top of the dialog, for the README's screenshot.
+            page.get_by_text("Run Parameters").evaluate("e => e.scrollIntoView()")
             _screenshot(page, tmp_path, "airflow-trigger-form.png")
             page.get_by_test_id("trigger-dag-submit").click()
             page.wait_for_url(f"{url}/dags/mtrec_training/runs/**")
@@ -130,7 +136,9 @@ def test_trigger_from_the_form_then_ctrl_c_stops_everything(tmp_path) -> None:
         session.headers["Authorization"] = f"Bearer {token}"
         run_url = f"{url}/api/v2/dags/mtrec_training/dagRuns/{run_id}"
         run = session.get(run_url, timeout=30).json()
-        assert run["conf"]["epochs"] == 1  # what the form said, not the default
+        # What the form said, and the untouched field as params.yaml has it.
+        assert run["conf"]["transfer_epochs"] == 1
+        assert run["conf"]["pretrain_epochs"] == params["pretrain"]["epochs"]
 
         # Ctrl-C while the run works: the stage tasks run as processes of their own.
         def ingest_started() -> bool:

@@ -13,6 +13,8 @@ import mlflow
 import pytest
 import yaml
 
+from mtrec.config import form_defaults, load_params
+
 from ..conftest import PROJECT_ROOT, TINY, migrate_airflow, tool_env
 
 # The scripts import no Great Expectations (8 s each): parsing never does, and the validate
@@ -27,6 +29,10 @@ print(json.dumps({{
     "tasks": [t.task_id for t in dag.topological_sort()],
     "queues": {{t.task_id: t.queue for t in dag.tasks}},
     "params": {{k: dag.params[k] for k in dag.params}},
+    "schemas": {{k: dag.params.get_param(k).schema for k in dag.params}},
+    "field_docs": {{k: dag.params.get_param(k).description for k in dag.params}},
+    "description": dag.description,
+    "docs": {{t.task_id: t.doc_md for t in dag.tasks}},
     "catchup": dag.catchup, "tags": sorted(dag.tags),
 }}))
 """
@@ -102,11 +108,32 @@ def test_dag_parses_and_wires_every_stage(airflow_env) -> None:
         "target_genres",
         "strategies",
         "architecture",
-        "epochs",
+        "pretrain_epochs",
+        "transfer_epochs",
         "seeds",
         "promote",
     }
     assert info["catchup"] is False and "mtrec" in info["tags"]
+
+
+def test_the_trigger_form_is_params_yaml_with_choices(airflow_env, project) -> None:
+    """An untouched form (and a scheduled run) runs params.yaml as it is; choices are offered
+    as lists; every field, task and the DAG say what they are."""
+    result = _python(INSPECT.format(dags=str(PROJECT_ROOT / "dags")), airflow_env)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    defaults = form_defaults(load_params(project / "params.yaml"))
+    assert info["params"] == defaults | {"preset": None}
+    schemas = info["schemas"]
+    assert all(schema.get("title") for schema in schemas.values())
+    assert all(len(doc) > 40 for doc in info["field_docs"].values())
+    assert "amazon-sport-phone" in schemas["preset"]["enum"]
+    assert schemas["preset"]["values_display"]["null"].startswith("none")  # not a bare null
+    assert schemas["strategies"]["examples"] == schemas["strategies"]["items"]["enum"]
+    assert {"Animation", "Horror"} <= set(schemas["target_genres"]["examples"])
+    assert "type" not in schemas["seeds"]["items"]  # a text box per line, not a JSON editor
+    assert "@weekly" in info["description"] and "mtrec_interactions" in info["description"]
+    assert all(info["docs"][task] for task in info["tasks"])
 
 
 def test_dag_runs_end_to_end_and_registers_a_challenger(airflow_env, project) -> None:
@@ -118,7 +145,8 @@ def test_dag_runs_end_to_end_and_registers_a_challenger(airflow_env, project) ->
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     migrate_airflow(airflow_env)
     conf = {
-        "epochs": 1,
+        "pretrain_epochs": 1,
+        "transfer_epochs": 1,
         "seeds": TINY["eval"]["seeds"],
         "strategies": ["scratch", "finetune"],
         "promote": False,

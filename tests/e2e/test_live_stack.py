@@ -45,7 +45,13 @@ from ..registry_project import evaluated, preprocessed, registry_params, write_c
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS = ("127.0.0.1", 6379)
 # Small enough for CI; every stage still does real work on the bundled data.
-CONF = {"epochs": 1, "seeds": [0], "strategies": ["scratch", "finetune"], "promote": True}
+CONF = {
+    "pretrain_epochs": 1,
+    "transfer_epochs": 1,
+    "seeds": [0],
+    "strategies": ["scratch", "finetune"],
+    "promote": True,
+}
 RUN_TIMEOUT = 600
 
 # Under pytest-xdist (make test) one worker runs this module and test_airflow_ui.py, one after
@@ -461,7 +467,8 @@ def test_the_ui_shows_the_successful_run_in_a_browser(
     stack: Stack, training_run: str, tmp_path: Path
 ) -> None:
     """The UI in a real browser: sign in, open the run, its header says Success (the run the
-    form triggers in test_airflow_ui is stopped early; this is the one that finishes)."""
+    form triggers in test_airflow_ui is stopped early; this is the one that finishes), and the
+    register task's XCom shows the run's result without opening a file."""
     from playwright.sync_api import expect, sync_playwright
 
     password = json.loads((stack.root / "passwords.json").read_text())["admin"]
@@ -477,9 +484,15 @@ def test_the_ui_shows_the_successful_run_in_a_browser(
         state = page.get_by_test_id("header-card").get_by_test_id("state-badge")
         expect(state).to_have_text("Success", timeout=60_000)
         page.screenshot(path=tmp_path / "airflow-run-success.png")
-        if folder := os.environ.get("MTREC_SCREENSHOTS"):  # the README's screenshot
+        page.goto(f"{stack.api}/dags/mtrec_training/runs/{quote(training_run)}/tasks/register/xcom")
+        expect(page.get_by_text("return_value").first).to_be_visible(timeout=60_000)
+        for shown in ("mtrec v", "@champion", "transfer", "ndcg@10"):
+            expect(page.get_by_text(shown).first).to_be_visible()
+        page.screenshot(path=tmp_path / "airflow-run-result.png")
+        if folder := os.environ.get("MTREC_SCREENSHOTS"):  # the README's screenshots
             Path(folder).mkdir(parents=True, exist_ok=True)
-            shutil.copy(tmp_path / "airflow-run-success.png", folder)
+            for name in ("airflow-run-success.png", "airflow-run-result.png"):
+                shutil.copy(tmp_path / name, folder)
         browser.close()
 
 

@@ -67,6 +67,31 @@ def _read_candidates(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"user": users, "item": positives, "negatives": negatives})
 
 
+def _candidates_glob(domain: str, other: str) -> str:
+    return f"{domain}_{other}.candidates*.tsv.gz"
+
+
+def _check_candidate_names(raw_dir: Path, first: str, second: str) -> None:
+    """A candidates file (``*.tsv.gz``) that no domain of the pair reads is misnamed: skipped
+    silently, it would turn the fixed-candidates protocol off (README.md and the like may stay)."""
+    folder = raw_dir / "candidates"
+    if not folder.is_dir():
+        return
+    patterns = [_candidates_glob(first, second), _candidates_glob(second, first)]
+    stray = sorted(
+        p.name
+        for p in folder.iterdir()
+        if (p.name.endswith(".tsv.gz") or "candidates" in p.name)
+        and not any(p.match(pattern) for pattern in patterns)
+    )
+    if stray:
+        raise DataSourceError(
+            f"{folder}: {', '.join(stray)} not read: candidate files of data.domains "
+            f"{[first, second]} must be named {' or '.join(patterns)} "
+            "(<target>_<other>.candidates*.tsv.gz); rename or move the others"
+        )
+
+
 def load_amazon(cfg: DataConfig) -> CanonicalTables:
     """Read one DisenCDR pair (``data.domains``) into the canonical tables."""
     raw_dir = Path(cfg.raw_dir)
@@ -89,7 +114,7 @@ def load_amazon(cfg: DataConfig) -> CanonicalTables:
         items.append(
             pd.DataFrame({"item": catalogue + offset, "raw_item": catalogue}).assign(domain=domain)
         )
-        for path in sorted((raw_dir / "candidates").glob(f"{domain}_{other}.candidates*.tsv.gz")):
+        for path in sorted((raw_dir / "candidates").glob(_candidates_glob(domain, other))):
             lines = _read_candidates(path)
             lines["item"] += offset
             lines["negatives"] = [n + offset for n in lines["negatives"]]
@@ -97,6 +122,7 @@ def load_amazon(cfg: DataConfig) -> CanonicalTables:
             sources["candidates"] = TableSource(str(path), {"positive": "item"})
         parts.append(frame.assign(domain=domain))
         offset += int(catalogue.max()) + 1 if len(catalogue) else 0
+    _check_candidate_names(raw_dir, first, second)
     interactions = pd.concat(parts, ignore_index=True)
     interactions["user"] = pd.to_numeric(interactions["user"], errors="coerce").astype("Int64")
     # Implicit feedback: every line is a positive; the label column must say so.

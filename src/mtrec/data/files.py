@@ -1,8 +1,9 @@
 """Bring-your-own-data adapter (``data.dataset: files``): two tables already in the canonical
 schema, as CSV or parquet (by file extension). docs/data.md documents the schema.
 
-- ``data.files.interactions``: user, item, timestamp, rating; optional like (default: rating
-  >= ``data.like_threshold``), domain, split (train / test, for ``protocol.name: dataset``).
+- ``data.files.interactions``: user, item, rating; optional timestamp (default: the row order),
+  like (default: rating >= ``data.like_threshold``), domain, split (train / test, for
+  ``protocol.name: dataset``).
 - ``data.files.items``: item, title, categories (a list in parquet, ``|``-separated in CSV);
   optional text (default: the title), year, domain (for ``target.domain``).
 - ``data.files.rating_scale``: the ratings' range; ``data.files.genres``: the categories items
@@ -63,6 +64,14 @@ def load_files(cfg: DataConfig) -> CanonicalTables:
     items = read_table(items_path, "items", issues)
 
     interactions["click"] = 1
+    if "timestamp" not in interactions:
+        # Only protocol cross-domain's temporal split reads time; the other protocols need none.
+        log.warning(
+            "%s has no timestamp column: the file's row order stands in for time "
+            "(protocol cross-domain's temporal split follows it; the others never read it)",
+            inter_path,
+        )
+        interactions["timestamp"] = np.arange(len(interactions), dtype=np.int64)
     if "like" not in interactions and "rating" in interactions:
         # Values are kept raw for validation; the label only needs the numeric reading.
         numeric = pd.to_numeric(interactions["rating"], errors="coerce")

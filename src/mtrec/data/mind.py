@@ -1,7 +1,7 @@
 """MIND adapter: the official Microsoft News Dataset format (``news.tsv``, ``behaviors.tsv``).
 
 MIND is not bundled (Microsoft Research License): download e.g. ``MINDsmall_train.zip`` from
-https://msnews.github.io/ and unzip it into ``data.raw_dir`` (README, "MIND news").
+https://msnews.github.io/ and unzip it into ``data.raw_dir`` (docs/data.md, "The other datasets").
 
 Files (TAB-separated, no header):
 
@@ -76,7 +76,8 @@ def read_tsv(path: Path, columns: list[str], issues: list[ParseIssue]) -> pd.Dat
     U+FFFD, which the gate's title rule reports."""
     if not path.exists():
         raise DataSourceError(
-            f"{path}: file not found; MIND is downloaded by hand (README, 'MIND news')"
+            f"{path}: file not found; MIND is downloaded by hand "
+            "(docs/data.md, 'The other datasets')"
         )
     rows, bad = [], []
     with open(path, encoding="utf-8", errors="replace", newline="") as lines:

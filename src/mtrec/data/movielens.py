@@ -19,6 +19,7 @@ import pandas as pd
 
 from mtrec.config import DataConfig
 from mtrec.data.canonical import CanonicalTables, ParseIssue, TableSource, read_csv_leniently
+from mtrec.data.taxonomy import MOVIELENS_1M_GENRES, MOVIELENS_GENRES
 from mtrec.errors import ChecksumMismatch, DataSourceError
 from mtrec.io import sha256_file
 
@@ -27,28 +28,6 @@ log = logging.getLogger(__name__)
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 NO_GENRES = "(no genres listed)"
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
-_GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "IMAX",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
-_GENRES_1M = tuple("Children's" if g == "Children" else g for g in _GENRES if g != "IMAX")
 
 
 @dataclass(frozen=True)
@@ -77,7 +56,7 @@ RELEASES: dict[str, MovieLensRelease] = {
         tags="tags.csv",
         separator=",",
         encoding="utf-8",
-        genres=_GENRES,
+        genres=MOVIELENS_GENRES,
         rating_scale=(0.5, 5.0),
     ),
     "ml-1m": MovieLensRelease(
@@ -88,7 +67,7 @@ RELEASES: dict[str, MovieLensRelease] = {
         tags=None,
         separator="::",
         encoding="latin-1",
-        genres=_GENRES_1M,
+        genres=MOVIELENS_1M_GENRES,
         rating_scale=(1.0, 5.0),
     ),
 }

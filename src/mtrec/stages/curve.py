@@ -34,7 +34,7 @@ def point_path(params: Params, fraction: float) -> Path:
 
 
 def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dict:
-    """Train and score every strategy at ``fraction``; seconds of training per model."""
+    """Train and score every strategy at ``fraction``."""
     params = params.model_copy(
         update={"target": params.target.model_copy(update={"train_fraction": fraction})}
     )
@@ -52,14 +52,12 @@ def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dic
     trained = dict(
         zip(runs, map_runs(train_run, runs, worker_count(params.parallel, device)), strict=True)
     )
-    models, seconds = {}, {}
-    for name in params.transfer.strategies:
-        per_seed = [trained[name, seed] for seed in params.eval.seeds]
-        models[name] = [model for model, _ in per_seed]
-        seconds[name] = [info.get("seconds", 0.0) for _, info in per_seed]
-        log.info("fraction %g %s trained in %s s", fraction, name, seconds[name])
+    models = {
+        name: [trained[name, seed][0] for seed in params.eval.seeds]
+        for name in params.transfer.strategies
+    }
     report = evaluation_report(params, data, models)
-    return report | {"seconds": seconds, "positives": data.meta["positives"]}
+    return report | {"positives": data.meta["positives"]}
 
 
 def run(params: Params, fraction: str | None = None) -> None:

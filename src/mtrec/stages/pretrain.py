@@ -20,6 +20,7 @@ from mtrec.stages.modeling import (
 from mtrec.stages.parallel import map_runs, worker_count
 
 log = logging.getLogger(__name__)
+SKIPPED = "SKIPPED.txt"
 
 
 def run(params: Params) -> None:
@@ -40,6 +41,8 @@ def run(params: Params) -> None:
         if not seeds:
             report["skipped"] = f"protocol {params.protocol.name} has no source domain"
             log.info("%s: nothing to pretrain", report["skipped"])
+            # Says why the folder holds no model (DVC would warn that the output is empty).
+            (out_dir / SKIPPED).write_text(report["skipped"] + "\n")
 
         def pretrain_seed(seed: int) -> dict:
             model = build_model(params, data, seed)
@@ -48,12 +51,9 @@ def run(params: Params) -> None:
                 model, train, valid, params.pretrain, seed, device, refresh=refresh, monitor=monitor
             )
             model.cpu().save(out_dir / f"seed{seed}.pt")
-            info = {
-                "best_epoch": result.best_epoch,
-                "seconds": result.seconds,
-                "valid_loss": result.best_valid_loss,
-            }
-            log.info("pretrained seed %d: %s", seed, info)
+            # No wall time in the report: it is a DVC output, which must not change run to run.
+            info = {"best_epoch": result.best_epoch, "valid_loss": result.best_valid_loss}
+            log.info("pretrained seed %d in %.1f s: %s", seed, result.seconds, info)
             return info
 
         infos = map_runs(pretrain_seed, seeds, worker_count(params.parallel, device))

@@ -5,11 +5,10 @@ the reports folder to MLflow with the model."""
 from __future__ import annotations
 
 import logging
-import statistics
 
 from mtrec.config import Params
 from mtrec.io import read_json, write_atomic
-from mtrec.stages import curve, evaluate, transfer
+from mtrec.stages import curve, evaluate
 from mtrec.stages.baselines import BPR
 from mtrec.stages.evaluate import COLD
 
@@ -65,15 +64,6 @@ def quality_checks(points: dict[float, dict], k: int) -> list[str]:
     return lines
 
 
-def training_seconds(params: Params) -> dict[str, float]:
-    """Mean training seconds per seed of each strategy at the default fraction."""
-    out = {}
-    for name in params.transfer.strategies:
-        seeds = read_json(transfer.report_path(params, name))["seeds"].values()
-        out[name] = statistics.fmean(info.get("seconds", 0.0) for info in seeds)
-    return out
-
-
 def markdown(params: Params, points: dict[float, dict]) -> str:
     """reports/transfer.md."""
     k = params.eval.k
@@ -111,12 +101,6 @@ def markdown(params: Params, points: dict[float, dict]) -> str:
         f"## At the default fraction {params.target.train_fraction:g}",
         "",
         evaluate.results_table(default),
-        "## Training time per strategy (seconds per seed, default fraction)",
-        "",
-        "| strategy | seconds |",
-        "|---|---|",
-        *(f"| {n} | {s:.1f} |" for n, s in training_seconds(params).items()),
-        "",
         "## Quality bar",
         "",
         *quality_checks(points, k),
