@@ -10,7 +10,8 @@ import sys
 import time
 
 from mtrec.config import PARAMS_FILE, apply_preset, load_params
-from mtrec.errors import MtrecError
+from mtrec.errors import ERROR_FILE_ENV, MtrecError
+from mtrec.io import write_json
 from mtrec.stages import COMMANDS, ITEM_STAGES, SERVING_STAGES, STAGES, stage_runner
 
 log = logging.getLogger("mtrec")
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         stage_runner(args.stage)(load_params(args.params), *items)
     except MtrecError as exc:
         print(f"mtrec {args.stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if os.environ.get(ERROR_FILE_ENV):
+            error = {"stage": args.stage, "error": type(exc).__name__, "message": str(exc)}
+            write_json(os.environ[ERROR_FILE_ENV], error)
         return 1
     finally:
         if in_group:

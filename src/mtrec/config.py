@@ -408,11 +408,23 @@ class FeedbackConfig(_Section):
     asset: str = "mtrec_interactions"  # Airflow asset emitted on new data; retraining listens
 
 
+class RunsConfig(_Section):
+    """Airflow's per-run DVC workspaces (``runs/``): what a run may ask for, how long they are
+    kept, how a killed task stops its stage."""
+
+    keep: int = Field(10, ge=1, description="mtrec_cleanup keeps the newest N workspaces")
+    max_seeds: int = Field(10, ge=1, description="seeds a triggered run may ask for")
+    stop_grace: float = Field(
+        10.0, gt=0, description="seconds a killed task's stage gets to stop before SIGKILL"
+    )
+
+
 class ScheduleConfig(_Section):
     """When Airflow runs the DAGs: a cron expression or preset; null = only when triggered."""
 
     training: str | None = "@weekly"
     feedback: str | None = "*/30 * * * *"
+    cleanup: str | None = "@daily"
 
 
 class Params(_Section):
@@ -435,6 +447,7 @@ class Params(_Section):
     registry: RegistryConfig = RegistryConfig()
     serving: ServingConfig = ServingConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    runs: RunsConfig = RunsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
