@@ -406,6 +406,8 @@ class FeedbackConfig(_Section):
 
     root: str = "data/feedback"
     asset: str = "mtrec_interactions"  # Airflow asset emitted on new data; retraining listens
+    max_bytes: int = Field(50_000_000, ge=1, description="larger files are rejected unread")
+    excerpt: int = Field(60, ge=0, description="characters of a file a rejection may quote")
 
 
 class RunsConfig(_Section):

@@ -140,7 +140,7 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "duplicated rows": (
         duplicated_rows,
         [
-            "ratings.csv, column 'userId,movieId'",
+            "ratings.csv, column 'userId,movieId,timestamp'",
             "expect_compound_columns_to_be_unique",
             "6 of 100839 rows",
         ],
