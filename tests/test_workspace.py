@@ -1,3 +1,5 @@
+import os
+import shutil
 import subprocess
 import sys
 
@@ -6,7 +8,13 @@ import yaml
 
 from mtrec.config import form_defaults, load_params
 from mtrec.errors import ConfigError
-from mtrec.workspace import create_workspace, form_overrides, workspace_name
+from mtrec.workspace import (
+    clean_runs,
+    create_workspace,
+    form_overrides,
+    run_stage,
+    workspace_name,
+)
 
 from .conftest import make_project
 
@@ -107,3 +115,39 @@ def test_seeds_are_bounded(tmp_path) -> None:
     with pytest.raises(ConfigError, match="outside"):
         form_overrides({"seeds": [2**32]})
     assert not (project / "runs").exists()
+
+
+def _cache_objects(project) -> set[str]:
+    files = (project / ".dvc" / "cache" / "files").rglob("*")
+    return {str(p.relative_to(project)) for p in files if p.is_file()}
+
+
+def test_cleanup_keeps_the_newest_workspaces_and_the_cache_they_use(tmp_path) -> None:
+    project = make_project(tmp_path)
+    # Distinct like thresholds: distinct canonical tables, so each run has objects of its own.
+    runs = {}
+    for i, threshold in enumerate((2.0, 3.0, 4.0)):
+        runs[threshold] = create_workspace(
+            project, f"manual__{i}", {"data": {"like_threshold": threshold}}
+        )
+        run_stage(runs[threshold], "ingest")
+        os.utime(runs[threshold] / "run.json", (1000 + i, 1000 + i))  # creation order
+        if threshold == 2.0:
+            oldest_objects = _cache_objects(project)
+
+    result = clean_runs(project, keep=2)
+
+    assert result == {"kept": [runs[4.0].name, runs[3.0].name], "removed": [runs[2.0].name]}
+    assert not runs[2.0].exists()
+    after = _cache_objects(project)
+    assert after and not oldest_objects <= after  # the removed run's own tables are gone
+    for kept in (runs[3.0], runs[4.0]):  # every kept output can still come from the cache
+        shutil.rmtree(kept / "data" / "interim")
+        check = subprocess.run(
+            [sys.executable, "-m", "dvc", "checkout", "ingest"],
+            cwd=kept,
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, check.stderr
+        assert (kept / "data" / "interim" / "interactions.parquet").exists()

@@ -414,7 +414,8 @@ class RunsConfig(_Section):
     """Airflow's per-run DVC workspaces (``runs/``): what a run may ask for, how long they are
     kept, how a killed task stops its stage."""
 
-    keep: int = Field(10, ge=1, description="mtrec_cleanup keeps the newest N workspaces")
+    # At least mtrec_training's max_active_runs: a running run's workspace is among the newest.
+    keep: int = Field(10, ge=2, description="mtrec_cleanup keeps the newest N workspaces")
     max_seeds: int = Field(10, ge=1, description="seeds a triggered run may ask for")
     stop_grace: float = Field(
         10.0, gt=0, description="seconds a killed task's stage gets to stop before SIGKILL"

@@ -307,3 +307,23 @@ def project_params(project: Path) -> Params:
     that act on the project (feedback, rollback) rather than in a run workspace."""
     project = Path(project).resolve()
     return _absolute_locations(load_params(project / PARAMS_FILE), project)
+
+
+def clean_runs(project: Path, keep: int) -> dict[str, list[str]]:
+    """Delete all but the ``keep`` newest run workspaces, then the DVC cache objects that
+    neither the project nor a kept workspace uses (``dvc gc --workspace --projects``)."""
+    project = Path(project).resolve()
+    runs = project / RUNS_DIR
+    workspaces = sorted(
+        (p for p in runs.iterdir() if p.is_dir()) if runs.exists() else [],
+        key=lambda p: (p / RUN_INFO if (p / RUN_INFO).exists() else p).stat().st_mtime,
+        reverse=True,
+    )
+    kept, removed = workspaces[:keep], workspaces[keep:]
+    for workspace in removed:
+        shutil.rmtree(workspace)
+        log.info("removed run workspace %s", workspace)
+    # A workspace whose creation was cut short before `dvc init` uses no cache.
+    projects = [str(p) for p in kept if (p / ".dvc").is_dir()]
+    _dvc(project, "gc", "--workspace", "--force", "--projects", *projects)
+    return {"kept": [p.name for p in kept], "removed": [p.name for p in removed]}
