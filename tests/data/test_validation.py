@@ -75,3 +75,27 @@ def test_interactions_with_unknown_items_fail_referential_integrity(raw_copy) ->
     assert [(f.column, f.rule, f.count) for f in failures] == [
         ("movieId", "expect_column_values_to_be_in_set", 2)
     ]
+
+
+def test_undecodable_bytes_are_named_as_an_encoding_failure(raw_copy) -> None:
+    data = (raw_copy / "ratings.csv").read_bytes().splitlines(keepends=True)
+    data[9] = data[9].rstrip(b"\n") + b"\xff\n"  # line 10
+    (raw_copy / "ratings.csv").write_bytes(b"".join(data))
+    movies = (raw_copy / "movies.csv").read_bytes()
+    (raw_copy / "movies.csv").write_bytes(movies.replace(b"Toy Story", b"Toy \xe9 Story", 1))
+    report = _validate(raw_copy)
+    assert not report.success
+    summary = report.summary()
+    assert "ratings.csv: encoding: not UTF-8 (1 line, e.g. line 10)" in summary, summary
+    assert "movies.csv: encoding: not UTF-8 (1 line, e.g. line 2)" in summary, summary
+
+
+def test_a_repeated_header_row_is_named_with_its_line(raw_copy) -> None:
+    lines = (raw_copy / "ratings.csv").read_text().splitlines(keepends=True)
+    lines.insert(4, lines[0])  # line 5: a second file's header, concatenated
+    (raw_copy / "ratings.csv").write_text("".join(lines))
+    report = _validate(raw_copy)
+    assert not report.success
+    assert [f.describe() for f in report.failures] == [
+        "ratings.csv: repeated header row at line 5 (1 line)"
+    ]

@@ -160,7 +160,12 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     ),
     "non-UTF-8 bytes": (
         non_utf8_bytes,
-        ["movies.csv, column 'title'", "expect_column_values_to_not_match_regex", "2 of 9742 rows"],
+        [
+            "movies.csv: encoding: not UTF-8 (2 lines, e.g. line 2, line 3)",
+            "movies.csv, column 'title'",
+            "expect_column_values_to_not_match_regex",
+            "2 of 9742 rows",
+        ],
     ),
     "negative timestamps": (
         negative_timestamps,

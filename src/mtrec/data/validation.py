@@ -32,6 +32,7 @@ SUITES = {
     "users": "users",
 }
 VOLUME_SUITES = {"interactions_volume": "interactions", "users_volume": "users"}
+READ = "read"  # the suite name of what reading the raw files found (encoding, malformed lines)
 _AGGREGATES = {"expect_table_row_count_to_be_between", "expect_column_mean_to_be_between"}
 
 
@@ -50,6 +51,10 @@ class Failure:
 
     def describe(self) -> str:
         """One line an operator can act on."""
+        if self.suite == READ:  # a property of the file, in its own words
+            examples = f", e.g. {', '.join(self.examples)}" if self.examples else ""
+            lines = f"{self.count} line{'s' if self.count != 1 else ''}"
+            return f"{self.file}: {self.rule} ({lines}{examples})"
         if self.rule.startswith("expect_column_to_exist"):
             what = "the column is missing"
         elif self.observed is not None:
@@ -219,15 +224,7 @@ def validate_tables(
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     parameters = _parameters(tables, baseline, tolerance)
     failures = [
-        Failure(
-            "read",
-            issue.file,
-            "",
-            "malformed lines (wrong number of fields)",
-            issue.count,
-            issue.count,
-            issue.examples,
-        )
+        Failure(READ, issue.file, "", issue.rule, issue.count, issue.count, issue.examples)
         for issue in tables.parse_issues
     ]
     n_expectations = len(failures)
