@@ -142,7 +142,7 @@ def test_cleanup_keeps_the_newest_workspaces_and_the_cache_they_use(tmp_path) ->
     after = _cache_objects(project)
     assert after and not oldest_objects <= after  # the removed run's own tables are gone
     for kept in (runs[3.0], runs[4.0]):  # every kept output can still come from the cache
-        shutil.rmtree(kept / "data" / "interim")
+        shutil.rmtree(kept / "data" / "staged")
         check = subprocess.run(
             [sys.executable, "-m", "dvc", "checkout", "ingest"],
             cwd=kept,
@@ -150,4 +150,4 @@ def test_cleanup_keeps_the_newest_workspaces_and_the_cache_they_use(tmp_path) ->
             text=True,
         )
         assert check.returncode == 0, check.stderr
-        assert (kept / "data" / "interim" / "interactions.parquet").exists()
+        assert (kept / "data" / "staged" / "interactions.parquet").exists()

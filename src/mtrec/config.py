@@ -62,6 +62,9 @@ class DataConfig(_Section):
 class PathsConfig(_Section):
     """Where stages write; dvc.yaml declares the same paths through ``${paths.*}``."""
 
+    # ingest writes the canonical tables to `staged`; validate publishes them to `interim` only
+    # when the gate passes (write-audit-publish: a failed gate leaves the last good tables).
+    staged: str = "data/staged"
     interim: str = "data/interim"
     processed: str = "data/processed"
     embeddings: str = "data/embeddings"  # item text embeddings (embed_items)

@@ -12,6 +12,7 @@ training. The good run before them is the stage CLI in-process too, recorded in 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -206,6 +207,10 @@ def _accepted_state(root: Path) -> dict[str, object]:
     champion = client.get_model_version_by_alias("mtrec", "champion")
     artifacts = Path(client.get_run(champion.run_id).info.artifact_uri.removeprefix("file://"))
     return {
+        # Write-audit-publish: the last good canonical tables, report and Data Docs stay.
+        "canonical": _tree_hash(root / "data" / "interim"),
+        "report": hashlib.sha256((root / "reports" / "validation.json").read_bytes()).hexdigest(),
+        "data_docs": _tree_hash(root / "reports" / "data_docs"),
         "processed": _tree_hash(root / "data" / "processed"),
         "models": _tree_hash(root / "models"),
         "baseline": _tree_hash(root / "data" / "accepted"),
@@ -282,5 +287,10 @@ def test_bad_input_stops_dvc_repro_at_validate_and_changes_nothing(accepted) -> 
             for fragment in CASES[case][1]:
                 assert fragment in output, f"{case}: {fragment!r} missing from:\n{output[-3000:]}"
         assert _accepted_state(project) == before
+        # The failed run's report and Data Docs are kept beside the good ones, and said where.
+        failed = json.loads((project / "reports" / "validation.failed.json").read_text())
+        assert failed["success"] is False and failed["failures"]
+        assert (project / "reports" / "data_docs.failed" / "index.html").exists()
+        assert "validation.failed.json (the last good one is unchanged)" in output
     finally:
         _restore(raw)
