@@ -2,6 +2,7 @@
 error is told from a crash, a killed task stops its `dvc repro` and everything under it, and
 the next try recovers by itself, restoring the stages that had finished."""
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,13 +18,17 @@ from ..conftest import tool_env
 
 # A task's process: run_stage under a SIGTERM handler that, like Airflow 3's task runner's,
 # only calls the operator's on_kill (a no-op for @task) and returns; reports how it ended.
+# Under Airflow's own execution-timeout guard (SIGALRM -> AirflowTaskTimeout), as the task
+# runner wraps a task with an execution_timeout.
 RUNNER = """
 import signal, sys
 from pathlib import Path
+from airflow.sdk.execution_time.timeout import timeout
 from mtrec.workspace import run_stage
 signal.signal(signal.SIGTERM, lambda signum, frame: None)
 try:
-    run_stage(Path(sys.argv[1]), sys.argv[2])
+    with timeout(3600):
+        run_stage(Path(sys.argv[1]), sys.argv[2])
 except BaseException as exc:
     print("ENDED", type(exc).__name__, flush=True)
     raise
@@ -75,6 +80,15 @@ def test_kills_leave_nothing_running_and_the_next_try_recovers(project, monkeypa
     runner.terminate()
     out, _ = runner.communicate(timeout=120)
     assert "ENDED StageFailed" in out, out
+    assert all(_gone(p) for p in group), [p for p in group if not _gone(p)]
+
+    # The task's execution_timeout expires: Airflow's alarm fires in the task process.
+    runner = _start(workspace, "preprocess", env)
+    stage = _stage_process(psutil.Process(runner.pid), "preprocess")
+    group = [stage, *psutil.Process(runner.pid).children(recursive=True)]
+    runner.send_signal(signal.SIGALRM)  # the alarm timeout(...) set, now rather than later
+    out, _ = runner.communicate(timeout=120)
+    assert "ENDED AirflowTaskTimeout" in out, out
     assert all(_gone(p) for p in group), [p for p in group if not _gone(p)]
 
     # The stage process killed outright (OOM killer, kill -9): a crash, not a data error.
