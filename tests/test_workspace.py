@@ -151,3 +151,8 @@ def test_cleanup_keeps_the_newest_workspaces_and_the_cache_they_use(tmp_path) ->
         )
         assert check.returncode == 0, check.stderr
         assert (kept / "data" / "staged" / "interactions.parquet").exists()
+
+    # As in the Docker image: the project holds the shared cache but is no DVC repo.
+    (project / ".dvc" / "config").unlink()
+    assert clean_runs(project, keep=2)["removed"] == []
+    assert _cache_objects(project) == after

@@ -323,7 +323,11 @@ def clean_runs(project: Path, keep: int) -> dict[str, list[str]]:
     for workspace in removed:
         shutil.rmtree(workspace)
         log.info("removed run workspace %s", workspace)
-    # A workspace whose creation was cut short before `dvc init` uses no cache.
-    projects = [str(p) for p in kept if (p / ".dvc").is_dir()]
-    _dvc(project, "gc", "--workspace", "--force", "--projects", *projects)
+    # A workspace whose creation was cut short before `dvc init` uses no cache. The project is
+    # a DVC repo on a laptop; in the image it only holds the cache, so a workspace runs gc.
+    repos = [p for p in kept if (p / ".dvc" / "config").is_file()]
+    if (project / ".dvc" / "config").is_file():
+        repos.insert(0, project)
+    if repos:
+        _dvc(repos[0], "gc", "--workspace", "--force", "--projects", *map(str, repos[1:]))
     return {"kept": [p.name for p in kept], "removed": [p.name for p in removed]}
