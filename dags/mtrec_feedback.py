@@ -5,7 +5,9 @@ Every ``schedule.feedback`` (params.yaml) it takes the ``*.csv`` files dropped i
 pipeline's own Great Expectations suites before it is appended to the dataset's raw
 interactions; rejected files go to ``rejected/`` with the reason and fail the run, so someone
 looks. When something was appended, ``publish`` emits the asset ``feedback.asset``, which
-schedules ``mtrec_training``: recommendations -> user feedback -> retraining. The work is in
+schedules ``mtrec_training``: recommendations -> user feedback -> retraining; appended files
+that a failed run did not announce are announced by the next. A dataset that cannot take
+feedback, or another expected error, fails the run at once (no retry). The work is in
 ``mtrec.feedback``; this file only wires it.
 """
 
@@ -45,21 +47,31 @@ def mtrec_feedback() -> None:
         """Validate, append and file away every incoming file (safe to rerun)."""
         from dataclasses import asdict
 
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mtrec.errors import MtrecError
         from mtrec.feedback import ingest_feedback
 
-        return asdict(ingest_feedback(load_params(PROJECT_DIR / PARAMS_FILE), PROJECT_DIR))
+        try:
+            return asdict(ingest_feedback(load_params(PROJECT_DIR / PARAMS_FILE), PROJECT_DIR))
+        except MtrecError as exc:  # a retry would fail the same way
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
     @task(outlets=[NEW_INTERACTIONS])
     def publish(batch: dict, **context) -> None:
-        """Emit the asset (and so schedule retraining) only when interactions were appended."""
+        """Emit the asset (and so schedule retraining) when appended interactions are not yet
+        announced: this run's, or those of a run that failed after appending."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        if not batch["accepted"]:
+        from mtrec.feedback import mark_announced
+
+        if not batch["pending"]:
             raise AirflowSkipException("nothing was appended")
         context["outlet_events"][NEW_INTERACTIONS].extra = {
-            "files": batch["accepted"],
-            "rows": batch["rows"],
+            "files": [entry["file"] for entry in batch["pending"]],
+            "rows": sum(entry["rows"] for entry in batch["pending"]),
         }
+        mark_announced(load_params(PROJECT_DIR / PARAMS_FILE), PROJECT_DIR, batch["ledger_entries"])
 
     @task
     def check_rejections(batch: dict) -> None:

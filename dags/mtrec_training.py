@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_args
@@ -58,6 +60,21 @@ SCHEDULE = (
     else [NEW_INTERACTIONS]
 )
 STRATEGIES = list(get_args(Strategy))
+
+
+@contextmanager
+def _fail_fast() -> Iterator[None]:
+    """An expected failure (MtrecError) fails the task at once: a retry would fail alike."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mtrec.errors import MtrecError
+
+    try:
+        yield
+    except MtrecError as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
 ARCHITECTURES = list(get_args(ModelConfig.model_fields["architecture"].annotation))
 PRESETS = presets(PROJECT_DIR / PARAMS_FILE)
 # The genres offered: the taxonomies of params.yaml's dataset and of each preset's, and the
@@ -95,7 +112,9 @@ def _stage_doc(stage: str) -> str:
     description=f"Train, evaluate and register mtrec: runs {SCHEDULE_TEXT}, or when triggered.",
     doc_md=__doc__ + f"\n\nSchedule: {SCHEDULE_TEXT}.",
     default_args={
-        # A lost worker or a flaky store: retry after 1, 2, 4 ... minutes (at most 15).
+        # A lost worker or a flaky store: retry after 1, 2, 4 ... minutes (at most 15); the
+        # retry restores the stages that finished from the DVC cache. An expected failure
+        # (MtrecError: bad data, config, missing input) fails at once, unretried (_fail_fast).
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
@@ -191,18 +210,20 @@ def mtrec_training() -> None:
         """Write this run's params (defaults ⊕ form) into its own DVC workspace."""
         from mtrec.workspace import create_workspace, form_overrides
 
-        return str(
-            create_workspace(
-                PROJECT_DIR, context["run_id"], form_overrides(context["params"], PROJECT_DIR)
+        with _fail_fast():
+            return str(
+                create_workspace(
+                    PROJECT_DIR, context["run_id"], form_overrides(context["params"], PROJECT_DIR)
+                )
             )
-        )
 
     @task
     def run_stage(workspace: str, stage: str) -> str:
-        """``dvc repro <stage>`` in the run's workspace."""
+        """``dvc repro <stage>`` in the run's workspace; a kill or timeout stops it."""
         from mtrec.workspace import run_stage as repro
 
-        repro(Path(workspace), stage)
+        with _fail_fast():
+            repro(Path(workspace), stage)
         return workspace
 
     @task

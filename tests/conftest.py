@@ -35,6 +35,7 @@ TINY = {
 XDIST_GROUPS = {
     "tests/e2e/test_airflow_ui.py": "airflow-stack",
     "tests/e2e/test_live_stack.py": "airflow-stack",
+    "tests/e2e/test_make_airflow.py": "airflow-stack",
     "tests/e2e/test_bad_input.py": "bad-input",  # one good run, twelve cases
     "tests/e2e/test_ops_dags.py": "ops-dags",  # one migrated metadata DB
 }

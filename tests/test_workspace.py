@@ -1,3 +1,5 @@
+import os
+import shutil
 import subprocess
 import sys
 
@@ -6,7 +8,13 @@ import yaml
 
 from mtrec.config import form_defaults, load_params
 from mtrec.errors import ConfigError
-from mtrec.workspace import create_workspace, form_overrides
+from mtrec.workspace import (
+    clean_runs,
+    create_workspace,
+    form_overrides,
+    run_stage,
+    workspace_name,
+)
 
 from .conftest import make_project
 
@@ -57,7 +65,8 @@ def test_a_preset_applies_under_the_fields_the_operator_changed(tmp_path) -> Non
 def test_workspace_holds_the_runs_params_and_shares_the_cache(tmp_path) -> None:
     project = make_project(tmp_path)
     workspace = create_workspace(project, "manual__2026-11-29T10:00:00+00:00", form_overrides(FORM))
-    assert workspace == project / "runs" / "manual__2026-11-29T10_00_00_00_00"
+    assert workspace.parent == project / "runs"
+    assert workspace.name.startswith("manual__2026-11-29T10_00_00_00_00-")
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     assert params["target"]["genres"] == ["Horror"] and params["eval"]["seeds"] == [7]
     assert params["registry"]["tracking_uri"] == f"sqlite:///{project.resolve()}/mlflow.db"
@@ -89,3 +98,72 @@ def test_invalid_form_values_fail_before_anything_runs(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"registry\.strategy"):
         create_workspace(project, "bad", form_overrides({"strategies": ["scratch"]}))
     assert not (project / "runs").exists()
+
+
+def test_distinct_run_ids_get_distinct_workspaces() -> None:
+    names = {workspace_name(run_id) for run_id in ("x:y", "x+y", "x_y", "x y", ".x_y")}
+    assert len(names) == 5
+    assert all(not name.startswith(".") for name in names)
+
+
+@pytest.mark.parametrize("run_id", ["../../etc", "a/b", "..", "", "x/../../y", "a\\b"])
+def test_run_ids_with_path_tricks_are_rejected(tmp_path, run_id) -> None:
+    project = make_project(tmp_path)
+    with pytest.raises(ConfigError, match="run id"):
+        create_workspace(project, run_id, {})
+    assert not (project / "runs").exists()
+
+
+def test_unknown_form_keys_are_errors() -> None:
+    with pytest.raises(ConfigError, match=r"unknown trigger-form keys \['epoch'\]"):
+        form_overrides({"epoch": 3, "seeds": [1]})
+
+
+def test_seeds_are_bounded(tmp_path) -> None:
+    project = make_project(tmp_path)
+    with pytest.raises(ConfigError, match=r"runs\.max_seeds = 10"):
+        create_workspace(project, "many", form_overrides({"seeds": list(range(11))}))
+    with pytest.raises(ConfigError, match="outside"):
+        form_overrides({"seeds": [2**32]})
+    assert not (project / "runs").exists()
+
+
+def _cache_objects(project) -> set[str]:
+    files = (project / ".dvc" / "cache" / "files").rglob("*")
+    return {str(p.relative_to(project)) for p in files if p.is_file()}
+
+
+def test_cleanup_keeps_the_newest_workspaces_and_the_cache_they_use(tmp_path) -> None:
+    project = make_project(tmp_path)
+    # Distinct like thresholds: distinct canonical tables, so each run has objects of its own.
+    runs = {}
+    for i, threshold in enumerate((2.0, 3.0, 4.0)):
+        runs[threshold] = create_workspace(
+            project, f"manual__{i}", {"data": {"like_threshold": threshold}}
+        )
+        run_stage(runs[threshold], "ingest")
+        os.utime(runs[threshold] / "run.json", (1000 + i, 1000 + i))  # creation order
+        if threshold == 2.0:
+            oldest_objects = _cache_objects(project)
+
+    result = clean_runs(project, keep=2)
+
+    assert result == {"kept": [runs[4.0].name, runs[3.0].name], "removed": [runs[2.0].name]}
+    assert not runs[2.0].exists()
+    after = _cache_objects(project)
+    assert after and not oldest_objects <= after  # the removed run's own tables are gone
+    for kept in (runs[3.0], runs[4.0]):  # every kept output can still come from the cache
+        shutil.rmtree(kept / "data" / "staged")
+        check = subprocess.run(
+            [sys.executable, "-m", "dvc", "checkout", "ingest"],
+            cwd=kept,
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, check.stderr
+        assert (kept / "data" / "staged" / "interactions.parquet").exists()
+
+    # As in the Docker image: the project holds the shared cache but is no DVC repo.
+    (project / ".dvc" / "config").unlink()
+    assert clean_runs(project, keep=2)["removed"] == []
+    assert _cache_objects(project) == after

@@ -15,7 +15,8 @@ import time
 from typing import get_args
 
 from mtrec.config import PARAMS_FILE, Params, Strategy, apply_preset, load_params, presets
-from mtrec.errors import ConfigError, MtrecError
+from mtrec.errors import ERROR_FILE_ENV, ConfigError, MtrecError
+from mtrec.io import write_json
 from mtrec.stages import ALL_STAGES, STAGE_INFO, stage_runner
 
 log = logging.getLogger("mtrec")
@@ -138,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         stage_runner(args.stage)(load_params(args.params), *items)
     except MtrecError as exc:
         print(f"mtrec {args.stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if os.environ.get(ERROR_FILE_ENV):
+            error = {"stage": args.stage, "error": type(exc).__name__, "message": str(exc)}
+            write_json(os.environ[ERROR_FILE_ENV], error)
         return 1
     finally:
         if in_group:

@@ -63,6 +63,9 @@ class DataConfig(_Section):
 class PathsConfig(_Section):
     """Where stages write; dvc.yaml declares the same paths through ``${paths.*}``."""
 
+    # ingest writes the canonical tables to `staged`; validate publishes them to `interim` only
+    # when the gate passes (write-audit-publish: a failed gate leaves the last good tables).
+    staged: str = "data/staged"
     interim: str = "data/interim"
     processed: str = "data/processed"
     embeddings: str = "data/embeddings"  # item text embeddings (embed_items)
@@ -422,6 +425,20 @@ class FeedbackConfig(_Section):
 
     root: str = "data/feedback"
     asset: str = "mtrec_interactions"  # Airflow asset emitted on new data; retraining listens
+    max_bytes: int = Field(50_000_000, ge=1, description="larger files are rejected unread")
+    excerpt: int = Field(60, ge=0, description="characters of a file a rejection may quote")
+
+
+class RunsConfig(_Section):
+    """Airflow's per-run DVC workspaces (``runs/``): what a run may ask for, how long they are
+    kept, how a killed task stops its stage."""
+
+    # At least mtrec_training's max_active_runs: a running run's workspace is among the newest.
+    keep: int = Field(10, ge=2, description="mtrec_cleanup keeps the newest N workspaces")
+    max_seeds: int = Field(10, ge=1, description="seeds a triggered run may ask for")
+    stop_grace: float = Field(
+        10.0, gt=0, description="seconds a killed task's stage gets to stop before SIGKILL"
+    )
 
 
 class ScheduleConfig(_Section):
@@ -429,6 +446,7 @@ class ScheduleConfig(_Section):
 
     training: str | None = "@weekly"
     feedback: str | None = "*/30 * * * *"
+    cleanup: str | None = "@daily"
 
 
 class Params(_Section):
@@ -451,6 +469,7 @@ class Params(_Section):
     registry: RegistryConfig = RegistryConfig()
     serving: ServingConfig = ServingConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    runs: RunsConfig = RunsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -82,6 +82,7 @@ def pipeline_params(tmp: Path, files: dict[str, str], genres: list[str] | None =
     paths = {
         name: str(tmp / name)
         for name in (
+            "staged",
             "interim",
             "processed",
             "embeddings",

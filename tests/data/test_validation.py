@@ -49,9 +49,11 @@ def test_out_of_range_ratings_are_named_with_file_column_and_count(raw_copy) -> 
     ratings.to_csv(raw_copy / "ratings.csv", index=False)
     report = _validate(raw_copy)
     assert not report.success
-    [failure] = report.failures
+    # Off the scale, so off the README's half-star grid too: two properties, both named.
+    [failure, grid] = report.failures
     assert (failure.file, failure.column, failure.count) == ("ratings.csv", "rating", 3)
     assert "expect_column_values_to_be_between" in failure.rule
+    assert (grid.rule, grid.count) == ("expect_column_values_to_be_in_set", 3)
     assert failure.examples == ["9.0", "9.0", "9.0"]
     assert "ratings.csv, column 'rating'" in report.summary()
     assert "3 of 100836 rows" in report.summary()
@@ -74,4 +76,49 @@ def test_interactions_with_unknown_items_fail_referential_integrity(raw_copy) ->
     failures = _validate(raw_copy).failures
     assert [(f.column, f.rule, f.count) for f in failures] == [
         ("movieId", "expect_column_values_to_be_in_set", 2)
+    ]
+
+
+def test_undecodable_bytes_are_named_as_an_encoding_failure(raw_copy) -> None:
+    data = (raw_copy / "ratings.csv").read_bytes().splitlines(keepends=True)
+    data[9] = data[9].rstrip(b"\n") + b"\xff\n"  # line 10
+    (raw_copy / "ratings.csv").write_bytes(b"".join(data))
+    movies = (raw_copy / "movies.csv").read_bytes()
+    (raw_copy / "movies.csv").write_bytes(movies.replace(b"Toy Story", b"Toy \xe9 Story", 1))
+    report = _validate(raw_copy)
+    assert not report.success
+    summary = report.summary()
+    assert "ratings.csv: encoding: not UTF-8 (1 line, e.g. line 10)" in summary, summary
+    assert "movies.csv: encoding: not UTF-8 (1 line, e.g. line 2)" in summary, summary
+
+
+def test_a_repeated_header_row_is_named_with_its_line(raw_copy) -> None:
+    lines = (raw_copy / "ratings.csv").read_text().splitlines(keepends=True)
+    lines.insert(4, lines[0])  # line 5: a second file's header, concatenated
+    (raw_copy / "ratings.csv").write_text("".join(lines))
+    report = _validate(raw_copy)
+    assert not report.success
+    assert [f.describe() for f in report.failures] == [
+        "ratings.csv: repeated header row at line 5 (1 line)"
+    ]
+
+
+def test_ratings_off_the_readme_grid_and_malformed_ids_fail(raw_copy) -> None:
+    ratings = pd.read_csv(raw_copy / "ratings.csv")
+    ratings.loc[[3, 30], "rating"] = 4.2  # on the scale, off the half-star grid
+    ratings.loc[[5], "userId"] = 0  # ids are positive
+    ratings.to_csv(raw_copy / "ratings.csv", index=False)
+    failures = {(f.column, f.rule.split()[0]): f for f in _validate(raw_copy).failures}
+    grid = failures[("rating", "expect_column_values_to_be_in_set")]
+    assert grid.file == "ratings.csv" and grid.count == 2 and grid.examples[0] == "4.2"
+    assert failures[("userId", "expect_column_values_to_match_regex")].count == 1
+
+
+def test_a_text_in_a_number_column_is_one_failure_not_every_row(raw_copy) -> None:
+    ratings = pd.read_csv(raw_copy / "ratings.csv").astype({"rating": object})
+    ratings.loc[[3], "rating"] = "four"
+    ratings.to_csv(raw_copy / "ratings.csv", index=False)
+    failures = _validate(raw_copy).failures
+    assert [(f.column, f.rule.split()[0], f.count) for f in failures] == [
+        ("rating", "expect_column_values_to_match_regex", 1)
     ]

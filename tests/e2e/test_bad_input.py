@@ -12,6 +12,7 @@ training. The good run before them is the stage CLI in-process too, recorded in 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -140,7 +141,7 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "duplicated rows": (
         duplicated_rows,
         [
-            "ratings.csv, column 'userId,movieId'",
+            "ratings.csv, column 'userId,movieId,timestamp'",
             "expect_compound_columns_to_be_unique",
             "6 of 100839 rows",
         ],
@@ -160,7 +161,12 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     ),
     "non-UTF-8 bytes": (
         non_utf8_bytes,
-        ["movies.csv, column 'title'", "expect_column_values_to_not_match_regex", "2 of 9742 rows"],
+        [
+            "movies.csv: encoding: not UTF-8 (2 lines, e.g. line 2, line 3)",
+            "movies.csv, column 'title'",
+            "expect_column_values_to_not_match_regex",
+            "2 of 9742 rows",
+        ],
     ),
     "negative timestamps": (
         negative_timestamps,
@@ -201,6 +207,10 @@ def _accepted_state(root: Path) -> dict[str, object]:
     champion = client.get_model_version_by_alias("mtrec", "champion")
     artifacts = Path(client.get_run(champion.run_id).info.artifact_uri.removeprefix("file://"))
     return {
+        # Write-audit-publish: the last good canonical tables, report and Data Docs stay.
+        "canonical": _tree_hash(root / "data" / "interim"),
+        "report": hashlib.sha256((root / "reports" / "validation.json").read_bytes()).hexdigest(),
+        "data_docs": _tree_hash(root / "reports" / "data_docs"),
         "processed": _tree_hash(root / "data" / "processed"),
         "models": _tree_hash(root / "models"),
         "baseline": _tree_hash(root / "data" / "accepted"),
@@ -278,5 +288,10 @@ def test_bad_input_stops_dvc_repro_at_validate_and_changes_nothing(accepted) -> 
             for fragment in CASES[case][1]:
                 assert fragment in output, f"{case}: {fragment!r} missing from:\n{output[-3000:]}"
         assert _accepted_state(project) == before
+        # The failed run's report and Data Docs are kept beside the good ones, and said where.
+        failed = json.loads((project / "reports" / "validation.failed.json").read_text())
+        assert failed["success"] is False and failed["failures"]
+        assert (project / "reports" / "data_docs.failed" / "index.html").exists()
+        assert "validation.failed.json (the last good one is unchanged)" in output
     finally:
         _restore(raw)

@@ -170,3 +170,28 @@ def test_dag_runs_end_to_end_and_registers_a_challenger(airflow_env, project) ->
     challenger = client.get_model_version_by_alias("mtrec", "challenger")
     assert str(challenger.version) == "1"
     assert "champion" not in challenger.aliases  # the form said promote: false
+
+
+FAIL_FAST = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+dag = DagBag(dag_folder={dags!r}).dags["mtrec_training"]
+run = dag.test(run_conf={conf!r})
+ti = run.get_task_instance("prepare_workspace")
+print("RESULT " + json.dumps({{"state": str(run.state), "ti": str(ti.state),
+      "try": ti.try_number}}))
+"""
+
+
+def test_an_expected_error_fails_the_task_at_once_without_retries(airflow_env, project) -> None:
+    # registry.strategy (finetune) is not among the strategies: a ConfigError, which no retry
+    # can fix; the task has retries for transient faults, and must not spend them here.
+    migrate_airflow(airflow_env)
+    conf = {"strategies": ["scratch"]}
+    result = _python(FAIL_FAST.format(dags=str(PROJECT_ROOT / "dags"), conf=conf), airflow_env)
+    lines = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
+    assert lines, (result.stdout + result.stderr)[-5000:]
+    outcome = json.loads(lines[-1].removeprefix("RESULT "))
+    assert outcome == {"state": "failed", "ti": "failed", "try": 1}, outcome
+    assert "registry.strategy" in result.stdout + result.stderr
+    assert not (project / "runs").exists()

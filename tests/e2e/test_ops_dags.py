@@ -5,6 +5,7 @@ AIRFLOW_HOME and SQLite metadata database (migrated once per module).
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -142,6 +143,7 @@ def test_schedules_pool_retries_and_timeouts(airflow_env, project) -> None:
         "check_rejections": [],
     }
     assert dags["mtrec_rollback"]["params"] == ["action", "model_name", "reason", "version"]
+    assert dags["mtrec_cleanup"]["cron"] == "0 0 * * *"  # @daily, from params.yaml
 
     pools = json.loads((PROJECT_ROOT / "dags" / "pools.json").read_text())
     assert pools["mtrec_gpu"]["slots"] >= 1
@@ -181,6 +183,22 @@ def test_feedback_dag_appends_good_files_emits_the_asset_and_fails_on_bad_ones(
     assert again["state"] == "success"
     assert again["tasks"]["publish"] == "skipped"
     assert len(again["events"]) == 1
+
+
+def test_cleanup_dag_keeps_the_newest_run_workspaces(airflow_env, project) -> None:
+    for i in range(4):
+        workspace = project / "runs" / f"manual__{i}"
+        workspace.mkdir(parents=True)
+        (workspace / "run.json").write_text("{}")
+        os.utime(workspace / "run.json", (1000 + i, 1000 + i))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["runs"]["keep"] = 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    (outcome,) = _run(airflow_env, "mtrec_cleanup", {})
+
+    assert outcome["state"] == "success", outcome
+    assert sorted(p.name for p in (project / "runs").iterdir()) == ["manual__2", "manual__3"]
 
 
 def test_rollback_dag_moves_the_champion_and_records_the_user(airflow_env) -> None:

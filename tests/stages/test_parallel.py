@@ -1,7 +1,13 @@
 """A stage's runs in forked worker processes: same results as one after another, in order."""
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 import torch
 
@@ -86,3 +92,49 @@ def test_worker_count() -> None:
     assert worker_count(ParallelConfig(workers=3), torch.device("cuda")) == 1
     with pytest.raises(ValueError, match=r"parallel\.workers"):
         ParallelConfig(workers=0)
+
+
+KILLED_PARENT = """
+import sys, time
+from pathlib import Path
+from mtrec.stages.parallel import map_runs
+
+def train(job):  # stands for a long training run: says where it runs, then works on
+    Path(sys.argv[1], str(job)).write_text(str(__import__("os").getpid()))
+    time.sleep(600)
+
+map_runs(train, [0, 1], workers=2)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_for(condition, what: str, polls: int = 600) -> None:
+    for _ in range(polls):
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_workers_die_with_a_killed_stage_process(tmp_path) -> None:
+    # kill -9 of the stage process (python -m mtrec pretrain, or its Airflow task): no signal
+    # handler runs, so only the kernel can take the workers down with it.
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(tmp_path)])
+    try:
+        _wait_for(lambda: len(list(tmp_path.iterdir())) == 2, "both workers training")
+        workers = [int(p.read_text()) for p in tmp_path.iterdir()]
+        assert all(_alive(pid) for pid in workers)
+        parent.kill()
+        parent.wait()
+        _wait_for(lambda: not any(_alive(pid) for pid in workers), "the workers gone")
+    finally:
+        parent.kill()
+        for p in tmp_path.iterdir():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(p.read_text()), signal.SIGKILL)

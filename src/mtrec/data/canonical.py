@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -13,6 +14,8 @@ from mtrec.errors import ArtifactError
 from mtrec.io import read_json, write_tables
 
 _BAD_LINE = re.compile(r"Skipping line (\d+): (.+)")
+MALFORMED = "malformed lines (wrong number of fields)"
+_CHUNK = 1 << 24  # bytes decoded at a time when checking a file's encoding
 TABLES = ("interactions", "items", "users")
 # Optional: fixed evaluation candidates (user, item = the held-out positive, domain, negatives).
 CANDIDATES = "candidates"
@@ -36,28 +39,83 @@ class TableSource:
 
 @dataclass(frozen=True)
 class ParseIssue:
-    """Lines of a raw file that could not be parsed (skipped on read, failed by the gate)."""
+    """Lines of a raw file that could not be read as data (failed by the gate), and the broken
+    property in an operator's words."""
 
     file: str
     count: int
     examples: list[str]
+    rule: str = MALFORMED
+
+
+def _undecodable_lines(path: Path, encoding: str) -> ParseIssue | None:
+    """Lines that are not valid ``encoding``: one streaming decode, a line scan only if it
+    fails (the release's documented encoding, e.g. ml-latest-small's UTF-8)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with open(path, "rb") as raw:
+            for chunk in iter(lambda: raw.read(_CHUNK), b""):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        return None
+    except UnicodeDecodeError:
+        pass
+    bad = []
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, 1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                bad.append(number)
+    name = codecs.lookup(encoding).name.upper()
+    return ParseIssue(path.name, len(bad), [f"line {n}" for n in bad[:5]], f"encoding: not {name}")
+
+
+def _repeated_headers(frame: pd.DataFrame) -> list[int]:
+    """Row positions that repeat the header (two files concatenated, header and all); only
+    possible in a text column, which such a row turns the first column into."""
+    if frame.empty or pd.api.types.is_numeric_dtype(frame.iloc[:, 0]):
+        return []
+    names = [str(c) for c in frame.columns]
+    first = frame.iloc[:, 0] == names[0]
+    rows = frame[first].astype(str)
+    return [frame.index.get_loc(i) for i, row in rows.iterrows() if list(row) == names]
 
 
 def read_csv_leniently(path: Path, issues: list[ParseIssue], **options: object) -> pd.DataFrame:
-    """``pd.read_csv`` that never judges: undecodable bytes become U+FFFD, malformed lines are
-    skipped and recorded in ``issues``, an empty file is an empty table. The data gate then
-    reports what was wrong, with the file named."""
+    """``pd.read_csv`` that never judges: undecodable bytes become U+FFFD (and are recorded),
+    malformed lines and repeated header rows are skipped and recorded in ``issues``, an empty
+    file is an empty table. The data gate then reports what was wrong, with the file named."""
     options = {"encoding_errors": "replace", "on_bad_lines": "warn"} | options
+    undecodable = _undecodable_lines(path, str(options.get("encoding", "utf-8")))
+    if undecodable:
+        issues.append(undecodable)
+    frame, bad = _read(path, options)
+    if bad:
+        examples = [f"line {n}: {why}" for n, why in bad[:5]]
+        issues.append(ParseIssue(path.name, len(bad), examples))
+    headers = _repeated_headers(frame) if options.get("header", "infer") == "infer" else []
+    if headers:
+        # Line numbers as the file counts them (header line 1), absent blank or skipped lines.
+        lines = [i + 2 for i in headers]
+        rule = f"repeated header row{'s' if len(lines) > 1 else ''} at line " + ", ".join(
+            map(str, lines[:5])
+        )
+        issues.append(ParseIssue(path.name, len(lines), [], rule))
+        # Read again without them: the columns get their own types back.
+        frame, _ = _read(path, options | {"skiprows": [i + 1 for i in headers]})
+    return frame
+
+
+def _read(path: Path, options: dict) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The frame and the (line, why) of the malformed lines pandas skipped."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
             frame = pd.read_csv(path, **options)
         except pd.errors.EmptyDataError:
             frame = pd.DataFrame()
-    bad = [m for w in caught for m in _BAD_LINE.findall(str(w.message))]
-    if bad:
-        issues.append(ParseIssue(path.name, len(bad), [f"line {n}: {why}" for n, why in bad[:5]]))
-    return frame
+    return frame, [m for w in caught for m in _BAD_LINE.findall(str(w.message))]
 
 
 @dataclass

@@ -43,6 +43,14 @@ class MovieLensRelease:
     encoding: str
     genres: tuple[str, ...]
     rating_scale: tuple[float, float]
+    rating_step: float  # the README's grid: half stars (ml-latest-small, ml-25m), whole (ml-1m)
+
+    def rating_grid(self) -> list[float]:
+        """Every rating value the release's README allows."""
+        low, high = self.rating_scale
+        return [
+            low + i * self.rating_step for i in range(round((high - low) / self.rating_step) + 1)
+        ]
 
 
 # sha256 of the official ML-1M zip (the same digest is pinned by several independent
@@ -58,6 +66,7 @@ RELEASES: dict[str, MovieLensRelease] = {
         encoding="utf-8",
         genres=MOVIELENS_GENRES,
         rating_scale=(0.5, 5.0),
+        rating_step=0.5,
     ),
     "ml-1m": MovieLensRelease(
         url=f"{_GROUPLENS}/ml-1m.zip",
@@ -69,6 +78,7 @@ RELEASES: dict[str, MovieLensRelease] = {
         encoding="latin-1",
         genres=MOVIELENS_1M_GENRES,
         rating_scale=(1.0, 5.0),
+        rating_step=1.0,
     ),
 }
 # ML-25M has the same files and layout as the bundled release.

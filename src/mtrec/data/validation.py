@@ -20,6 +20,7 @@ import pandas as pd
 
 from mtrec.config import VolumeTolerance
 from mtrec.data.canonical import CanonicalTables
+from mtrec.data.movielens import RELEASES
 from mtrec.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ SUITES = {
     "users": "users",
 }
 VOLUME_SUITES = {"interactions_volume": "interactions", "users_volume": "users"}
+# What a MovieLens release's README states beyond the canonical schema (rating grid, id format).
+MOVIELENS_SUITE = "movielens"
+READ = "read"  # the suite name of what reading the raw files found (encoding, malformed lines)
 _AGGREGATES = {"expect_table_row_count_to_be_between", "expect_column_mean_to_be_between"}
 
 
@@ -50,6 +54,10 @@ class Failure:
 
     def describe(self) -> str:
         """One line an operator can act on."""
+        if self.suite == READ:  # a property of the file, in its own words
+            examples = f", e.g. {', '.join(self.examples)}" if self.examples else ""
+            lines = f"{self.count} line{'s' if self.count != 1 else ''}"
+            return f"{self.file}: {self.rule} ({lines}{examples})"
         if self.rule.startswith("expect_column_to_exist"):
             what = "the column is missing"
         elif self.observed is not None:
@@ -113,6 +121,8 @@ def _suite_frames(
     )
     frames = tables.frames() | {"item_genres": genres}
     suites = SUITES | (VOLUME_SUITES if with_volume else {})
+    if tables.dataset in RELEASES:
+        suites |= {MOVIELENS_SUITE: "interactions"}
     return {
         suite: (table, frames[suite] if suite in frames else frames[table])
         for suite, table in suites.items()
@@ -132,6 +142,8 @@ def _parameters(
         else [],
         "known_genres": list(tables.known_genres),
     }
+    if tables.dataset in RELEASES:
+        params["rating_grid"] = RELEASES[tables.dataset].rating_grid()
     if baseline:
         rows = baseline["interactions"]
         ipu = baseline["items_per_user"]
@@ -182,22 +194,30 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _explained(frame: pd.DataFrame, result: Any) -> bool:
-    """A rule that raised because its column is missing or not numeric is a consequence of a
-    failure reported once already (missing column, wrong dtype)."""
+def _explained(frame: pd.DataFrame, result: Any, parameters: dict[str, Any]) -> bool:
+    """A rule that fails because its column is missing or not numeric is a consequence of a
+    failure reported once already (missing column, wrong dtype): a rule that raised, or a
+    numeric value set checked against a column of text (every row would "fail" it)."""
+    kwargs = result.expectation_config.kwargs
+    columns = kwargs.get("column_list") or [kwargs.get("column")]
     info = result.exception_info or {}
     # GX nests exception details per metric when a rule needs several metrics.
     raised = info.get("raised_exception") or any(
         isinstance(v, dict) and v.get("raised_exception") for v in info.values()
     )
-    if not raised:
-        return False
-    kwargs = result.expectation_config.kwargs
-    columns = kwargs.get("column_list") or [kwargs.get("column")]
-    return any(
-        c is not None and (c not in frame or not pd.api.types.is_numeric_dtype(frame[c]))
-        for c in columns
-    )
+    if raised:
+        return any(
+            c is not None and (c not in frame or not pd.api.types.is_numeric_dtype(frame[c]))
+            for c in columns
+        )
+    if result.expectation_config.type == "expect_column_values_to_be_in_set":
+        values = kwargs["value_set"]
+        if isinstance(values, dict):
+            values = parameters.get(values.get("$PARAMETER"), [])
+        numeric = bool(values) and all(isinstance(v, int | float) for v in values)
+        column = kwargs["column"]
+        return numeric and column in frame and not pd.api.types.is_numeric_dtype(frame[column])
+    return False
 
 
 def validate_tables(
@@ -219,15 +239,7 @@ def validate_tables(
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     parameters = _parameters(tables, baseline, tolerance)
     failures = [
-        Failure(
-            "read",
-            issue.file,
-            "",
-            "malformed lines (wrong number of fields)",
-            issue.count,
-            issue.count,
-            issue.examples,
-        )
+        Failure(READ, issue.file, "", issue.rule, issue.count, issue.count, issue.examples)
         for issue in tables.parse_issues
     ]
     n_expectations = len(failures)
@@ -241,7 +253,7 @@ def validate_tables(
         failures += [
             _failure(suite, table, tables, r, len(frame), examples)
             for r in result.results
-            if not r.success and not _explained(frame, r)
+            if not r.success and not _explained(frame, r, parameters)
         ]
     if docs_dir is not None:
         context.build_data_docs()

@@ -92,13 +92,13 @@ STAGE_INFO: dict[str, StageInfo] = {
         "MLflow run and model version (@challenger); the gates decide @champion",
         "models, reports",
         "MLflow registry (registry.tracking_uri), reports/registration.json",
-        ("registry", "gates", "eval"),
+        ("registry", "gates", "eval", "data", "target"),
     ),
     "recommend": StageInfo(
         "top-K target items for every user from the registry's serving.alias",
         "the registry, paths.processed",
         "serving.output (data/recommendations.parquet), reports/recommend.json",
-        ("serving", "registry"),
+        ("serving", "registry", "data", "target"),
     ),
     "tune": StageInfo(
         "Optuna search over tune.space, each trial scored on target valid NDCG",
@@ -122,8 +122,8 @@ STAGES = (
     "register",
 )
 
-# Run after the pipeline, from the registry (`dvc repro` runs it last; the training DAG
-# does not, so a run that promotes nothing never fails for want of a champion).
+# Run after the pipeline, from the registry (`dvc repro` runs it last; the training DAG runs it
+# after register, skipped while the served alias does not exist yet).
 SERVING_STAGES = ("recommend",)
 
 # Run by hand, never by dvc repro or the DAG: hyperparameter search.

@@ -10,9 +10,12 @@ under torchrun, runs stay in the stage's own process, one after another.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -42,6 +45,22 @@ def worker_count(cfg: ParallelConfig, device: torch.device) -> int:
     return len(os.sched_getaffinity(0)) if cfg.workers == "auto" else cfg.workers
 
 
+# prctl(2) option: the signal the kernel sends this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(parent: int) -> None:
+    """Single-threaded torch, and die with the stage process: a ``kill -9`` of the stage (or
+    of its task) must not leave workers training on, reparented to PID 1."""
+    torch.set_num_threads(1)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 def _call(job: Any) -> Any:
     assert _RUN is not None, "map_runs sets the run function before forking"
     return _RUN(job)
@@ -64,8 +83,8 @@ def map_runs(run: Callable[[Job], Result], jobs: Sequence[Job], workers: int) ->
         with ProcessPoolExecutor(
             workers,
             mp_context=multiprocessing.get_context("fork"),
-            initializer=torch.set_num_threads,
-            initargs=(1,),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         ) as pool:
             return list(pool.map(_call, jobs))
     except BrokenProcessPool as exc:
