@@ -15,6 +15,7 @@ from mtrec.stages.modeling import (
     load_processed,
     negatives_refresh,
     output_path,
+    ranking_loss,
     valid_monitor,
 )
 from mtrec.stages.parallel import map_runs, worker_count
@@ -45,11 +46,20 @@ def run(params: Params) -> None:
             model = build_model(params, data, seed)
             refresh = negatives_refresh(params.pretrain, data)
             result = fit(
-                model, train, valid, params.pretrain, seed, device, refresh=refresh, monitor=monitor
+                model,
+                train,
+                valid,
+                params.pretrain,
+                seed,
+                device,
+                refresh=refresh,
+                monitor=monitor,
+                ranking=ranking_loss(params.pretrain, data),
             )
             model.cpu().save(out_dir / f"seed{seed}.pt")
             info = {
                 "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
                 "seconds": result.seconds,
                 "valid_loss": result.best_valid_loss,
             }
