@@ -369,15 +369,23 @@ class CurveConfig(_Section):
 
 
 class SearchRange(_Section):
-    """One dimension of the hyperparameter search."""
+    """One dimension of the hyperparameter search: a numeric range, or ``choices`` (e.g. the
+    click loss, or whether the model has a dot product)."""
 
-    low: float
-    high: float
+    low: float | None = None
+    high: float | None = None
     log: bool = False
     integer: bool = False
+    choices: list[str | bool | int | float] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> SearchRange:
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError(f"choices need at least one value and no low/high: {self}")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"need low and high, or choices: {self}")
         if not self.low < self.high or (self.log and self.low <= 0):
             raise ValueError(f"need 0 < low < high on a log scale, low < high otherwise: {self}")
         return self
