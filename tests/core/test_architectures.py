@@ -83,6 +83,18 @@ def test_two_tower_cosine_of_a_content_item_tower_ranks_alone(architecture) -> N
     torch.testing.assert_close(hybrid.score_matrix(users, items), mlp + cosines)
 
 
+@pytest.mark.parametrize("architecture", ALL)
+@pytest.mark.parametrize(
+    "spec",
+    [{}, {"dot_product": True}, {"dot_product": True, "item_tower": "content", "click_mlp": False}],
+)
+def test_click_rows_equal_the_forward_click(architecture, spec) -> None:
+    model = tiny_model(architecture=architecture, batch_norm=True, **spec).eval()
+    users, items = torch.tensor([1, 2, 2, 5, 7]), torch.tensor([4, 4, 9, 4, 3])
+    expected = model(users, items)["click"].detach()
+    torch.testing.assert_close(model.click_rows(users, items), expected)
+
+
 def test_retrieval_options_need_the_dot_product() -> None:
     with pytest.raises(ValueError, match="shape dot_product"):
         tiny_model(item_tower="content")

@@ -162,13 +162,32 @@ class MultiTaskModel(nn.Module):
     def click_grid(self, user_vec: torch.Tensor, item_vec: torch.Tensor) -> torch.Tensor:
         """Click logits of every pair of user vectors [U, d] and item vectors
         [I, out_dim - d] (the encoder's outputs): [U, I], differentiable."""
+        return self._click(PairGrid(user_vec, item_vec), user_vec, item_vec, grid=True)
+
+    @torch.no_grad()
+    def click_rows(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Row-wise click logits [n], as ``forward``'s, with every distinct item encoded once
+        and the click head alone (the sampled protocol repeats items across rows)."""
+        unique, inverse = torch.unique(items, return_inverse=True)
+        item_vec = self.encoder.items(unique)[0][inverse]
+        user_vec = self.encoder.users(users)
+        pairs = torch.cat([user_vec, item_vec], dim=-1)
+        return self._click(pairs, user_vec, item_vec, grid=False)
+
+    def _click(
+        self,
+        pairs: torch.Tensor | PairGrid,
+        user_vec: torch.Tensor,
+        item_vec: torch.Tensor,
+        grid: bool,
+    ) -> torch.Tensor:
         scores = None
         if self.spec.click_mlp:
             # Click alone ranks: the other heads (towers, gates, ESMM's CVR tower) are skipped.
-            pairs = PairGrid(user_vec, item_vec)
-            scores = self.task_logits(pairs, ("click",))["click"].view(len(user_vec), -1)
+            scores = self.task_logits(pairs, ("click",))["click"]
+            scores = scores.view(len(user_vec), -1) if grid else scores
         if self.spec.dot_product:
-            score = self.retrieval(user_vec, item_vec, grid=True)
+            score = self.retrieval(user_vec, item_vec, grid)
             scores = score if scores is None else scores + score
         return scores
 

@@ -14,7 +14,7 @@ import torch
 from mtrec.config import Params, TrainConfig
 from mtrec.core import distributed
 from mtrec.core.batches import NegativeResampler
-from mtrec.core.evaluation import SampledTask, click_scores, evaluate_sampled
+from mtrec.core.evaluation import SampledTask, evaluate_sampled
 from mtrec.core.losses import RankingLoss
 from mtrec.core.models import build_model as build_architecture
 from mtrec.core.models import load_model
@@ -214,7 +214,8 @@ def valid_monitor(
     def score(model: MultiTaskModel) -> float:
         device = model.item_genres.device
         on_device = SampledTask(task.users.to(device), task.items.to(device))
-        return evaluate_sampled(click_scores(model), on_device, k)[metric]
+        model.eval()
+        return evaluate_sampled(model.click_rows, on_device, k)[metric]
 
     return Monitor(score, floor)
 
