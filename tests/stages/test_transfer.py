@@ -97,12 +97,18 @@ def test_ranking_first_training_runs_under_every_kind_of_strategy(
 
 def test_ranking_losses_need_ndcg_early_stopping_and_ccl_needs_cosines():
     with pytest.raises(ConfigError, match="set early_stopping ndcg"):
-        load_params(PROJECT_ROOT / "params.yaml", {"pretrain": {"click_loss": "bpr"}})
+        load_params(
+            PROJECT_ROOT / "params.yaml",
+            {"pretrain": {"click_loss": "bpr", "early_stopping": "loss"}},
+        )
     ccl = {"click_loss": "ccl", "early_stopping": "ndcg"}
     with pytest.raises(ConfigError, match="similarity cosine"):
         load_params(PROJECT_ROOT / "params.yaml", {"transfer": {"train": ccl}})
     with pytest.raises(ConfigError, match="shape the retrieval score"):
-        load_params(PROJECT_ROOT / "params.yaml", {"model": {"similarity": "cosine"}})
+        load_params(
+            PROJECT_ROOT / "params.yaml",
+            {"model": {"dot_product": False, "similarity": "cosine"}},
+        )
     two_tower = {"dot_product": True, "similarity": "cosine", "click_mlp": False}
     params = load_params(
         PROJECT_ROOT / "params.yaml", {"model": two_tower, "transfer": {"train": ccl}}
