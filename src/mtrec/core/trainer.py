@@ -218,7 +218,9 @@ def fit(
     gained = (best[0], 0)  # the score and epoch that last reset the patience
     history: list[dict[str, float]] = []
     epoch = 0
-    forward, amp = distributed.wrap(model, device), autocast_dtype(cfg.amp, device)
+    # Without the MLP in the click score, the architecture's click tower gets no gradient.
+    forward = distributed.wrap(model, device, find_unused=not model.spec.click_mlp)
+    amp = autocast_dtype(cfg.amp, device)
     if cfg.compile:
         # Compiles on the first batches (seconds); pays off on long runs and on GPUs.
         forward = torch.compile(forward)
