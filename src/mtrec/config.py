@@ -176,6 +176,19 @@ class ModelConfig(_Section):
     dot_product: bool = Field(
         False, description="add user · item-id vector to the click logit (MF beside the MLP)"
     )
+    item_tower: Literal["id", "content"] = Field(
+        "id",
+        description="dot_product: the item side of the retrieval score: its id vector, or a "
+        "projection of its whole vector (id, text, genres, side features)",
+    )
+    similarity: Literal["dot", "cosine"] = Field(
+        "dot", description="dot_product: user · item, or their cosine (click_loss ccl needs it)"
+    )
+    click_mlp: bool = Field(
+        True,
+        description="the architecture's click tower is part of the click score; false (with "
+        "dot_product): the retrieval score alone ranks (a two-tower model)",
+    )
     text_kernel: int = Field(3, ge=1, description="cnn: tokens per convolution window")
     user_history: Literal["none", "transformer"] = "none"
     history_length: int = Field(20, ge=1, description="transformer: last N train items per user")
@@ -207,6 +220,19 @@ class ModelConfig(_Section):
             raise ValueError(
                 f"embedding_dim {self.embedding_dim} must be divisible by history_heads "
                 f"{self.history_heads}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _retrieval_needs_dot(self) -> ModelConfig:
+        changed = [
+            key
+            for key, default in (("item_tower", "id"), ("similarity", "dot"), ("click_mlp", True))
+            if getattr(self, key) != default
+        ]
+        if changed and not self.dot_product:
+            raise ValueError(
+                f"model {changed} shape the retrieval score: set model.dot_product true"
             )
         return self
 
@@ -248,10 +274,40 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(2, ge=0, description="epochs without validation gain before stopping")
     task_weights: dict[str, float] = {"click": 1.0, "like": 1.0, "rating": 0.2, "category": 0.5}
-    weighting: Literal["static", "uncertainty", "dwa"] = "static"
+    weighting: Literal["static", "uncertainty", "dwa", "gradnorm"] = "static"
     dwa_temperature: float = Field(2.0, gt=0.0)
+    gradnorm_alpha: float = Field(
+        1.5, ge=0.0, description="gradnorm: how strongly a task that lags gets a larger gradient"
+    )
+    click_loss: Literal["bce", "bpr", "softmax", "ccl"] = Field(
+        "bce",
+        description="bce: pointwise on every row; bpr / softmax / ccl: each clicked row against "
+        "the batch's other clicked items and ranking_negatives of its unclicked rows' items",
+    )
+    ranking_negatives: int = Field(
+        256, ge=1, description="bpr / softmax / ccl: unclicked rows' items used per batch"
+    )
+    temperature: float = Field(1.0, gt=0.0, description="softmax: logits divided by this")
+    logq_correction: bool = Field(
+        True, description="softmax: subtract log(sampling probability) from each candidate"
+    )
+    ccl_margin: float = Field(
+        0.9, ge=-1.0, lt=1.0, description="ccl: negatives' cosine below this costs nothing"
+    )
+    ccl_negative_weight: float = Field(
+        1.0, gt=0.0, description="ccl: weight of the negatives' mean term"
+    )
     early_stopping: Literal["loss", "ndcg"] = Field(
         "loss", description="keep the epoch with the lowest valid loss or highest valid NDCG@K"
+    )
+    warmup_epochs: int = Field(
+        0, ge=0, description="epochs trained before early stopping may end the run"
+    )
+    min_gain: float = Field(
+        0.0, ge=0.0, description="relative gain of the valid score that resets the patience"
+    )
+    max_minutes: float | None = Field(
+        None, gt=0.0, description="wall-time budget; when spent, the best epoch so far is kept"
     )
     valid_negatives: int = Field(
         100, ge=1, description="ndcg: sampled unseen items each valid positive is ranked against"
@@ -264,6 +320,15 @@ class TrainConfig(_Section):
         "auto", description="bf16 autocast: auto = on CUDA only; bf16 = everywhere; off"
     )
     compile: bool = Field(False, description="train through torch.compile (warm-up cost)")
+
+    @model_validator(mode="after")
+    def _ranking_loss_stops_on_ndcg(self) -> TrainConfig:
+        if self.click_loss != "bce" and self.early_stopping != "ndcg":
+            raise ValueError(
+                f"click_loss {self.click_loss} is not the validation loss (pointwise BCE): set "
+                "early_stopping ndcg"
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_tasks(self) -> TrainConfig:
@@ -308,15 +373,23 @@ class CurveConfig(_Section):
 
 
 class SearchRange(_Section):
-    """One dimension of the hyperparameter search."""
+    """One dimension of the hyperparameter search: a numeric range, or ``choices`` (e.g. the
+    click loss, or whether the model has a dot product)."""
 
-    low: float
-    high: float
+    low: float | None = None
+    high: float | None = None
     log: bool = False
     integer: bool = False
+    choices: list[str | bool | int | float] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> SearchRange:
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError(f"choices need at least one value and no low/high: {self}")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"need low and high, or choices: {self}")
         if not self.low < self.high or (self.log and self.low <= 0):
             raise ValueError(f"need 0 < low < high on a log scale, low < high otherwise: {self}")
         return self
@@ -510,6 +583,17 @@ class Params(_Section):
             )
         if self.gates.require_transfer_gain and "scratch" not in self.transfer.strategies:
             raise ValueError("gates.require_transfer_gain needs 'scratch' in transfer.strategies")
+        return self
+
+    @model_validator(mode="after")
+    def _ccl_scores_cosines(self) -> Params:
+        for name, cfg in (("pretrain", self.pretrain), ("transfer.train", self.transfer.train)):
+            cosines = self.model.similarity == "cosine" and not self.model.click_mlp
+            if cfg.click_loss == "ccl" and not cosines:
+                raise ValueError(
+                    f"{name}.click_loss ccl puts a margin on cosines: set model.dot_product "
+                    "true, model.similarity cosine and model.click_mlp false"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:

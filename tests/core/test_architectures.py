@@ -2,11 +2,13 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mtrec.core.layers import BatchNorm
 from mtrec.core.losses import task_losses
 from mtrec.core.metrics import auc
 from mtrec.core.models import ARCHITECTURES, build_model, load_model
+from mtrec.core.pair_grid import PairGrid
 from mtrec.core.trainer import fit
 from mtrec.core.weighting import StaticWeights
 
@@ -59,6 +61,53 @@ def test_dot_product_adds_user_item_agreement_to_click(architecture) -> None:
     )
     pairwise = dot(users.repeat_interleave(3), items.repeat(2))["click"].view(2, 3)
     torch.testing.assert_close(dot.score_matrix(users, items), pairwise.detach())
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_two_tower_cosine_of_a_content_item_tower_ranks_alone(architecture) -> None:
+    spec = {"dot_product": True, "item_tower": "content", "similarity": "cosine"}
+    model = tiny_model(architecture=architecture, click_mlp=False, **spec).eval()
+    users, items = torch.tensor([1, 7]), torch.tensor([3, 4, 9])
+    item_vec, _ = model.encoder.items(items)
+    cosines = F.cosine_similarity(
+        model.encoder.users(users).unsqueeze(1), model.item_tower(item_vec).unsqueeze(0), dim=-1
+    )
+    torch.testing.assert_close(model.score_matrix(users, items), cosines)
+    pairwise = model(users.repeat_interleave(3), items.repeat(2))["click"].view(2, 3)
+    torch.testing.assert_close(pairwise.detach(), cosines)
+    # Beside the MLP, the same score is added to the architecture's click logit.
+    hybrid = tiny_model(architecture=architecture, **spec).eval()
+    mlp = hybrid.task_logits(
+        PairGrid(hybrid.encoder.users(users), hybrid.encoder.items(items)[0]), ("click",)
+    )["click"].view(2, 3)
+    torch.testing.assert_close(hybrid.score_matrix(users, items), mlp + cosines)
+
+
+@pytest.mark.parametrize("architecture", ALL)
+@pytest.mark.parametrize(
+    "spec",
+    [{}, {"dot_product": True}, {"dot_product": True, "item_tower": "content", "click_mlp": False}],
+)
+def test_click_rows_equal_the_forward_click(architecture, spec) -> None:
+    model = tiny_model(architecture=architecture, batch_norm=True, **spec).eval()
+    users, items = torch.tensor([1, 2, 2, 5, 7]), torch.tensor([4, 4, 9, 4, 3])
+    expected = model(users, items)["click"].detach()
+    torch.testing.assert_close(model.click_rows(users, items), expected)
+
+
+def test_retrieval_options_need_the_dot_product() -> None:
+    with pytest.raises(ValueError, match="shape dot_product"):
+        tiny_model(item_tower="content")
+
+
+@pytest.mark.parametrize("architecture", ALL)
+def test_models_without_the_new_options_initialise_as_before(architecture) -> None:
+    # The item tower exists only when asked for: seeded weights of other models are unchanged.
+    plain = tiny_model(architecture=architecture)
+    assert plain.item_tower is None
+    dot = tiny_model(architecture=architecture, dot_product=True)
+    for a, b in zip(plain.parameters(), dot.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("architecture", ALL)

@@ -1,13 +1,18 @@
+import itertools
+import math
+
 import pytest
 import torch
 
 from mtrec.core.batches import TensorBatches
 from mtrec.core.evaluation import RankingTask, evaluate_model
 from mtrec.core.metrics import auc
-from mtrec.core.trainer import autocast_dtype, eval_loss, fit
+from mtrec.core.trainer import Monitor, autocast_dtype, eval_loss, fit
 
 from .helpers import SYNTHETIC_TRAINING as CFG
 from .helpers import learnable_rows, tiny_model
+
+CPU = torch.device("cpu")
 
 
 def test_loss_falls_and_the_problem_is_learned() -> None:
@@ -36,13 +41,72 @@ def test_a_monitor_replaces_the_validation_loss_for_early_stopping() -> None:
     train, valid = learnable_rows(300, seed=1), learnable_rows(100, seed=2)
     cfg = CFG.model_copy(update={"epochs": 6, "patience": 1})
     scores = iter([0.1, 0.3, 0.9, 0.2, 0.4, 0.5, 0.6])  # before training, then per epoch
-    result = fit(
-        model, train, valid, cfg, seed=0, device=torch.device("cpu"), monitor=lambda _: next(scores)
-    )
+    result = fit(model, train, valid, cfg, seed=0, device=CPU, monitor=scripted(scores))
     # Epoch 2 scored best; epochs 3 and 4 did not improve (patience 1): stopped after epoch 4.
     assert (result.best_epoch, result.epochs_run) == (2, 4)
     assert [h["valid_score"] for h in result.history] == [0.3, 0.9, 0.2, 0.4]
     assert result.best_valid_loss == result.history[1]["valid_loss"]
+
+
+def scripted(scores: list[float], floor: float = -math.inf) -> Monitor:
+    """A monitor reading ``scores`` in turn (before training, then one per epoch)."""
+    values = iter(scores)
+    return Monitor(lambda _: next(values), floor)
+
+
+def stopped(scores: list[float], floor: float = -math.inf, **cfg: object) -> tuple[int, int]:
+    """(best epoch, epochs run) of a short fit whose valid score follows ``scores``."""
+    train, valid = learnable_rows(100, seed=1), learnable_rows(50, seed=2)
+    settings = CFG.model_copy(update={"epochs": len(scores) - 1, "patience": 1} | cfg)
+    result = fit(
+        tiny_model(), train, valid, settings, seed=0, device=CPU, monitor=scripted(scores, floor)
+    )
+    return result.best_epoch, result.epochs_run
+
+
+# A ranking model's valid NDCG: popularity's level (0.3) within an epoch, a plateau there, then
+# what it learns about each user.
+PLATEAU = [0.05, 0.3, 0.3, 0.29, 0.3, 0.3, 0.42, 0.45, 0.44, 0.44, 0.43]
+
+
+def test_no_early_stop_on_the_popularity_plateau() -> None:
+    assert stopped(PLATEAU) == (1, 3)  # patience alone ends the run on the plateau
+    # With popularity's score as the floor it runs on until it has beaten it, then stops.
+    assert stopped(PLATEAU, floor=0.3) == (7, 9)
+
+
+def test_warm_up_epochs_come_before_early_stopping() -> None:
+    assert stopped(PLATEAU, warmup_epochs=5) == (7, 9)
+
+
+def test_gains_below_min_gain_do_not_reset_the_patience() -> None:
+    creeping = [0.1, 0.3, 0.301, 0.302, 0.303, 0.304, 0.305]
+    assert stopped(creeping) == (6, 6)
+    # The best epoch is still kept; the tiny gains only stop counting as progress.
+    assert stopped(creeping, min_gain=0.01) == (3, 3)
+
+
+def test_a_spent_time_budget_stops_training_and_keeps_the_best_epoch() -> None:
+    model = tiny_model()
+    train, valid = learnable_rows(100, seed=1), learnable_rows(50, seed=2)
+    cfg = CFG.model_copy(update={"epochs": 10, "patience": 10, "max_minutes": 2.5})
+    minutes = itertools.count(0.0, 60.0)  # a fake clock: a minute passes between readings
+    result = fit(
+        model,
+        train,
+        valid,
+        cfg,
+        seed=0,
+        device=CPU,
+        monitor=scripted([0.1, 0.5, 0.9, 0.3, 0.95]),
+        clock=lambda: next(minutes),
+    )
+    # Read at the start (0 s) and after each epoch: 180 s >= 150 s after epoch 3.
+    assert (result.best_epoch, result.epochs_run) == (2, 3)
+    assert result.best_valid_loss == result.history[1]["valid_loss"]
+    assert eval_loss(model, TensorBatches(valid, 256), cfg.task_weights) == pytest.approx(
+        result.history[1]["valid_loss"]
+    )
 
 
 def test_training_is_deterministic_for_a_seed() -> None:

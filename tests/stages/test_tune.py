@@ -64,3 +64,27 @@ def test_unknown_keys_are_refused_before_any_training(tmp_path) -> None:
     params = _params(tmp_path, tune={"space": {"transfer.train.lrate": {"low": 0.1, "high": 1}}})
     with pytest.raises(ConfigError, match="lrate"):
         tune.check_space(params)
+
+
+def test_the_space_takes_choices_such_as_the_click_loss(tmp_path) -> None:
+    import optuna
+
+    space = {
+        "transfer.train.click_loss": {"choices": ["bce", "softmax", "bpr"]},
+        "transfer.train.lr": {"low": 0.001, "high": 0.01, "log": True},
+    }
+    ranking = {"train": {"epochs": 1, "early_stopping": "ndcg"}}
+    params = _params(tmp_path, tune={"space": space}, transfer=ranking)
+    tune.check_space(params)
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    drawn = {
+        tune.suggest(study.ask(), params.tune.space)["transfer.train.click_loss"] for _ in "x" * 30
+    }
+    assert drawn == {"bce", "softmax", "bpr"}
+    # Every choice is checked against params before any training.
+    bad = {"transfer.train.click_loss": {"choices": ["bce", "hinge"]}}
+    with pytest.raises(ConfigError, match="click_loss"):
+        tune.check_space(_params(tmp_path, tune={"space": bad}, transfer=ranking))
+    with pytest.raises(ConfigError, match="choices need"):
+        _params(tmp_path, tune={"space": {"model.dot_product": {"choices": []}}})

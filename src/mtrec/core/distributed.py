@@ -53,12 +53,17 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def wrap(
+    model: torch.nn.Module, device: torch.device, find_unused: bool = False
+) -> torch.nn.Module:
     """The module to call in training: ``DistributedDataParallel`` in a group, else ``model``.
 
     Buffers (side data) are identical on every rank and never change in training, so they are
-    not re-broadcast on every forward."""
+    not re-broadcast on every forward. ``find_unused``: some parameters get no gradient from
+    the forward's outputs (e.g. a click tower the click score does not use)."""
     if current().world == 1:
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=find_unused
+    )

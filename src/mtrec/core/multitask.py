@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mtrec.core.encoder import PairEncoder
@@ -64,8 +65,15 @@ class ModelSpec:
     history_heads: int = 2
     history_layers: int = 1
     item_encoder: str = "id"  # id | lm (projected frozen sentence embeddings)
-    # Add user · item-id vector to the click logit (matrix factorisation beside the MLP).
+    # Add a retrieval score, user vector · item tower, to the click logit (matrix factorisation
+    # beside the MLP). The item tower is the item-id vector (id) or a linear projection of the
+    # whole item vector (content: text and genres, which new-domain items have too); the score
+    # is their dot product or cosine; click_mlp False drops the architecture's click logit
+    # from the click score, leaving a two-tower model.
     dot_product: bool = False
+    item_tower: str = "id"
+    similarity: str = "dot"
+    click_mlp: bool = True
     lm_dim: int = 0  # sentence-embedding width (lm only)
     # lm with lm_layers > 0: the sentence encoder's top lm_layers BERT layers (lm_heads heads,
     # feed-forward width lm_ffn_dim) train over cached token states [n_items, lm_seq_len, lm_dim]
@@ -84,6 +92,15 @@ class ModelSpec:
             raise ValueError(
                 f"score_tasks {self.score_tasks}: must include 'click', from {SCORE_TASKS}"
             )
+        if self.item_tower not in ("id", "content") or self.similarity not in ("dot", "cosine"):
+            raise ValueError(
+                f"item_tower {self.item_tower!r} / similarity {self.similarity!r}: known "
+                "id, content / dot, cosine"
+            )
+        if not self.dot_product and (
+            self.item_tower != "id" or self.similarity != "dot" or not self.click_mlp
+        ):
+            raise ValueError("item_tower, similarity and click_mlp shape dot_product's score")
 
 
 class MultiTaskModel(nn.Module):
@@ -96,6 +113,13 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.spec = spec
         self.encoder = PairEncoder(spec)
+        d = spec.embedding_dim
+        # Only built when asked for: seeded initialisation of every other model is unchanged.
+        self.item_tower = (
+            nn.Linear(self.encoder.out_dim - d, d, bias=False)
+            if spec.item_tower == "content"
+            else None
+        )
 
     def task_logits(
         self, pairs: torch.Tensor, tasks: tuple[str, ...] | None = None
@@ -119,11 +143,53 @@ class MultiTaskModel(nn.Module):
         out = self.task_logits(pairs)
         if self.spec.dot_product:
             d = self.spec.embedding_dim
-            out["click"] = out["click"] + (pairs[:, :d] * pairs[:, d : 2 * d]).sum(-1)
+            score = self.retrieval(pairs[:, :d], pairs[:, d:], grid=False)
+            out["click"] = out["click"] + score if self.spec.click_mlp else score
         if "rating" in out:
             out["rating"] = out["rating"] + self.spec.rating_mean
         out["category"] = self.encoder.category(text)
         return out
+
+    def retrieval(self, user_vec: torch.Tensor, item_vec: torch.Tensor, grid: bool) -> torch.Tensor:
+        """The two-tower score of user vectors [U, d] and item vectors [I, out_dim - d]: every
+        pair [U, I] (``grid``) or row-wise pairs [U] (U == I)."""
+        d = self.spec.embedding_dim
+        tower = self.item_tower(item_vec) if self.item_tower is not None else item_vec[:, :d]
+        if self.spec.similarity == "cosine":
+            user_vec, tower = F.normalize(user_vec, dim=-1), F.normalize(tower, dim=-1)
+        return user_vec @ tower.T if grid else (user_vec * tower).sum(-1)
+
+    def click_grid(self, user_vec: torch.Tensor, item_vec: torch.Tensor) -> torch.Tensor:
+        """Click logits of every pair of user vectors [U, d] and item vectors
+        [I, out_dim - d] (the encoder's outputs): [U, I], differentiable."""
+        return self._click(PairGrid(user_vec, item_vec), user_vec, item_vec, grid=True)
+
+    @torch.no_grad()
+    def click_rows(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Row-wise click logits [n], as ``forward``'s, with every distinct item encoded once
+        and the click head alone (the sampled protocol repeats items across rows)."""
+        unique, inverse = torch.unique(items, return_inverse=True)
+        item_vec = self.encoder.items(unique)[0][inverse]
+        user_vec = self.encoder.users(users)
+        pairs = torch.cat([user_vec, item_vec], dim=-1)
+        return self._click(pairs, user_vec, item_vec, grid=False)
+
+    def _click(
+        self,
+        pairs: torch.Tensor | PairGrid,
+        user_vec: torch.Tensor,
+        item_vec: torch.Tensor,
+        grid: bool,
+    ) -> torch.Tensor:
+        scores = None
+        if self.spec.click_mlp:
+            # Click alone ranks: the other heads (towers, gates, ESMM's CVR tower) are skipped.
+            scores = self.task_logits(pairs, ("click",))["click"]
+            scores = scores.view(len(user_vec), -1) if grid else scores
+        if self.spec.dot_product:
+            score = self.retrieval(user_vec, item_vec, grid)
+            scores = score if scores is None else scores + score
+        return scores
 
     @torch.no_grad()
     def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -131,18 +197,9 @@ class MultiTaskModel(nn.Module):
         step = max(1, PAIRS_PER_CHUNK // max(len(items), 1))
         # Item vectors once, not per user chunk (with a large catalogue a chunk is a few users).
         item_vec, _ = self.encoder.items(items)  # [n_items, out_dim - d]
-        rows = [
-            # Click alone ranks: the other heads (towers, gates, ESMM's CVR tower) are skipped.
-            self.task_logits(PairGrid(self.encoder.users(chunk), item_vec), ("click",))[
-                "click"
-            ].view(len(chunk), -1)
-            for chunk in users.split(step)
-        ]
-        scores = torch.cat(rows)
-        if self.spec.dot_product:
-            d = self.spec.embedding_dim
-            scores = scores + self.encoder.users(users) @ item_vec[:, :d].T
-        return scores
+        return torch.cat(
+            [self.click_grid(self.encoder.users(chunk), item_vec) for chunk in users.split(step)]
+        )
 
     def learned_state(self) -> dict[str, torch.Tensor]:
         """What training learned: every parameter and the BatchNorm running statistics (the
@@ -152,6 +209,17 @@ class MultiTaskModel(nn.Module):
             if isinstance(module, BatchNorm):
                 state |= {f"{name}.{b}": t for b, t in module.named_buffers(recurse=False)}
         return state
+
+    def shared_layer(self) -> torch.Tensor:
+        """The weight closest to the heads that every score task shares (GradNorm balances
+        the tasks' gradients there): the last shared layer's, or, in architectures that share
+        nothing above the encoder, the user embedding's."""
+        shared = [
+            p
+            for name, p in self.named_parameters()
+            if p.ndim == 2 and name.startswith(tuple(f"{m}." for m in self.shared_modules))
+        ]
+        return shared[-1] if shared else self.encoder.user_embedding.weight
 
     def shared_parameter_names(self) -> list[str]:
         """Parameters that transfer as shared knowledge: the shared encoder parts and the

@@ -69,6 +69,10 @@ class PLE(MultiTaskModel):
             spec.expert_dims[-1], spec.tower_dims, spec.dropout, spec.score_tasks, spec.batch_norm
         )
 
+    def shared_layer(self) -> torch.Tensor:
+        # The last level's shared experts feed every task's gate; its task experts do not.
+        return [p for p in self.levels[-1].shared_experts.parameters() if p.ndim == 2][-1]
+
     def task_logits(
         self, pairs: torch.Tensor, tasks: tuple[str, ...] | None = None
     ) -> dict[str, torch.Tensor]:

@@ -1,9 +1,10 @@
-"""The train and eval steps, and a fit loop with early stopping on validation loss."""
+"""The train and eval steps, and a fit loop with early stopping on validation loss or score."""
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import torch
 
 from mtrec.core import distributed
 from mtrec.core.batches import MixedBatches, Refresh, TensorBatches
-from mtrec.core.losses import task_losses
+from mtrec.core.losses import RankingLoss, task_losses
 from mtrec.core.multitask import SCORE_TASKS, MultiTaskModel
 from mtrec.core.weighting import StaticWeights, make_weighting
 
@@ -23,8 +24,18 @@ log = logging.getLogger(__name__)
 LM_TOP = "encoder.lm_top."
 # Extra loss term on top of the task losses (a transfer regulariser such as L2-SP).
 Penalty = Callable[[MultiTaskModel], torch.Tensor | None]
-# Validation score to early-stop on instead of the validation loss (higher is better).
-Monitor = Callable[[MultiTaskModel], float]
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """A validation score to early-stop on instead of the validation loss (higher is better).
+
+    ``floor`` is what a model gets without learning anything personal (popularity's score):
+    the first epochs of a ranking model often sit on that plateau, and patience alone ends the
+    run there. Early stopping waits until the best score is above it."""
+
+    score: Callable[[MultiTaskModel], float]
+    floor: float = -math.inf
 
 
 class TrainSettings(Protocol):
@@ -36,9 +47,13 @@ class TrainSettings(Protocol):
     lm_lr: float
     weight_decay: float
     patience: int
+    warmup_epochs: int
+    min_gain: float
+    max_minutes: float | None
     task_weights: Mapping[str, float]
     weighting: str
     dwa_temperature: float
+    gradnorm_alpha: float
     amp: str
     compile: bool
 
@@ -86,10 +101,12 @@ def train_epoch(
     penalty: Penalty | None = None,
     forward: torch.nn.Module | None = None,
     amp: torch.dtype | None = None,
+    ranking: RankingLoss | None = None,
 ) -> tuple[float, dict[str, float]]:
     """One pass over ``batches``; returns the mean training loss (penalty included) and each
     task's mean loss. ``forward`` is the module to call (the DDP wrapper in a process group),
-    ``amp`` the autocast dtype (None: full precision)."""
+    ``amp`` the autocast dtype (None: full precision), ``ranking`` the click loss when it is
+    not pointwise BCE."""
     model.train()
     forward = model if forward is None else forward  # a compiled module has no truth value
     device_type = model.item_genres.device.type
@@ -99,7 +116,10 @@ def train_epoch(
     for batch in batches:
         with torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None):
             out = forward(batch["user"], batch["item"])
-            losses = task_losses(out, batch, model.item_genres, weighting.weights)
+            pointwise = [t for t in weighting.weights if ranking is None or t != "click"]
+            losses = task_losses(out, batch, model.item_genres, pointwise)
+            if ranking is not None and "click" in weighting.weights:
+                losses["click"] = ranking(model, batch)
         loss = weighting.combine(losses)
         extra = penalty(model) if penalty is not None else None
         if extra is not None:
@@ -143,6 +163,8 @@ def fit(
     penalty: Penalty | None = None,
     refresh: Refresh | None = None,
     monitor: Monitor | None = None,
+    ranking: RankingLoss | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FitResult:
     """Train with Adam; keep the weights of the epoch with the lowest validation loss.
 
@@ -150,7 +172,11 @@ def fit(
     torchrun each rank trains on its shard with 1/world of the batch; every rank sees the same
     validation loss, so all stop at the same epoch with the same weights. ``refresh`` rewrites
     the training columns each epoch (e.g. :class:`NegativeResampler`); ``monitor`` replaces
-    the validation loss as the early-stopping criterion (e.g. validation NDCG)."""
+    the validation loss as the early-stopping criterion (e.g. validation NDCG); ``ranking`` is
+    the click loss when not pointwise BCE. Stopping: once ``patience`` epochs passed without a
+    relative gain of ``min_gain`` (counted from the end of ``warmup_epochs`` at the earliest)
+    and the best score is above the monitor's floor; or when ``max_minutes`` of ``clock`` are
+    spent (checked after each epoch)."""
     headless = [
         t
         for t, w in cfg.task_weights.items()
@@ -161,7 +187,7 @@ def fit(
             f"task_weights {headless} are above 0 but the model was built without those heads "
             f"(score_tasks {model.spec.score_tasks}); rebuild it with them"
         )
-    start = time.perf_counter()
+    start, started = time.perf_counter(), clock()
     rank = distributed.current()
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
@@ -174,7 +200,10 @@ def fit(
         train_batches = TensorBatches(train, batch_size, True, generator, shard, refresh)
         train_batches = train_batches.to(device)
     valid_batches = TensorBatches(valid, cfg.batch_size * 4).to(device)
-    weighting = make_weighting(cfg.weighting, cfg.task_weights, cfg.dwa_temperature).to(device)
+    weighting = make_weighting(
+        cfg.weighting, cfg.task_weights, cfg.dwa_temperature, cfg.gradnorm_alpha, model.shared_layer
+    ).to(device)
+    ranking = ranking.to(device) if ranking is not None else None
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     rest = [p for n, p in trainable if not n.startswith(LM_TOP)] + list(weighting.parameters())
     # The fine-tuned sentence-encoder layers (if any) get their own, pretrained-model rate.
@@ -183,21 +212,25 @@ def fit(
     optimizer = make_optimizer(groups, cfg.lr, cfg.weight_decay)
     valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
     # (criterion, epoch, valid loss): the criterion is maximised.
-    best = (monitor(model) if monitor else -valid_loss, 0, valid_loss)
+    best = (monitor.score(model) if monitor else -valid_loss, 0, valid_loss)
     best_state = copy.deepcopy(model.state_dict())
+    floor = monitor.floor if monitor else -math.inf
+    gained = (best[0], 0)  # the score and epoch that last reset the patience
     history: list[dict[str, float]] = []
     epoch = 0
-    forward, amp = distributed.wrap(model, device), autocast_dtype(cfg.amp, device)
+    # Without the MLP in the click score, the architecture's click tower gets no gradient.
+    forward = distributed.wrap(model, device, find_unused=not model.spec.click_mlp)
+    amp = autocast_dtype(cfg.amp, device)
     if cfg.compile:
         # Compiles on the first batches (seconds); pays off on long runs and on GPUs.
         forward = torch.compile(forward)
     for epoch in range(1, cfg.epochs + 1):
         train_loss, task_means = train_epoch(
-            model, train_batches, optimizer, weighting, penalty, forward, amp
+            model, train_batches, optimizer, weighting, penalty, forward, amp, ranking
         )
         weighting.end_epoch(task_means)
         valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
-        score = monitor(model) if monitor else -valid_loss
+        score = monitor.score(model) if monitor else -valid_loss
         history.append(
             {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss}
             | ({"valid_score": score} if monitor else {})
@@ -208,7 +241,13 @@ def fit(
         if score > best[0]:
             best = (score, epoch, valid_loss)
             best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best[1] > cfg.patience:
+        if score > gained[0] + cfg.min_gain * abs(gained[0]):
+            gained = (score, epoch)
+        if cfg.max_minutes is not None and clock() - started >= cfg.max_minutes * 60:
+            log.info("time budget of %s min spent after epoch %d", cfg.max_minutes, epoch)
+            break
+        # Patience counts from the last real gain, and never from before the warm-up's end.
+        if best[0] > floor and epoch - max(gained[1], cfg.warmup_epochs) > cfg.patience:
             break
     model.load_state_dict(best_state)
     return FitResult(best[1], best[2], epoch, time.perf_counter() - start, history)

@@ -14,7 +14,8 @@ import torch
 from mtrec.config import Params, TrainConfig
 from mtrec.core import distributed
 from mtrec.core.batches import NegativeResampler
-from mtrec.core.evaluation import SampledTask, click_scores, evaluate_sampled
+from mtrec.core.evaluation import SampledTask, evaluate_sampled
+from mtrec.core.losses import RankingLoss
 from mtrec.core.models import build_model as build_architecture
 from mtrec.core.models import load_model
 from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
@@ -112,6 +113,9 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         text_encoder=params.model.text_encoder,
         text_kernel=params.model.text_kernel,
         dot_product=params.model.dot_product,
+        item_tower=params.model.item_tower,
+        similarity=params.model.similarity,
+        click_mlp=params.model.click_mlp,
         history_length=params.model.history_length if params.model.user_history != "none" else 0,
         history_heads=params.model.history_heads,
         history_layers=params.model.history_layers,
@@ -143,10 +147,8 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
     return model
 
 
-def negatives_refresh(cfg: TrainConfig, data: ProcessedData) -> NegativeResampler | None:
-    """Per-epoch negative resampling over each domain's items when ``cfg`` asks for it."""
-    if not cfg.resample_negatives:
-        return None
+def domain_pools(data: ProcessedData) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Each item's domain index [n_items] and the items of every domain."""
     items = data.items.sort_values("item_idx")
     domains = sorted(items["domain"].unique())
     item_domain = torch.zeros(data.meta["n_items"], dtype=torch.long)
@@ -155,27 +157,67 @@ def negatives_refresh(cfg: TrainConfig, data: ProcessedData) -> NegativeResample
         members = torch.as_tensor(domain_items(items, domain))
         item_domain[members] = index
         pools.append(members)
-    return NegativeResampler(item_domain, pools)
+    return item_domain, pools
+
+
+def negatives_refresh(cfg: TrainConfig, data: ProcessedData) -> NegativeResampler | None:
+    """Per-epoch negative resampling over each domain's items when ``cfg`` asks for it."""
+    return NegativeResampler(*domain_pools(data)) if cfg.resample_negatives else None
+
+
+def item_counts(rows: pd.DataFrame, n_items: int) -> torch.Tensor:
+    """How many of ``rows`` each item has [n_items]."""
+    return torch.bincount(
+        torch.as_tensor(rows["item_idx"].to_numpy(np.int64, copy=True)), minlength=n_items
+    )
+
+
+def ranking_loss(cfg: TrainConfig, data: ProcessedData) -> RankingLoss | None:
+    """The click loss ``cfg.click_loss`` when it ranks (None: pointwise BCE), its sampling
+    probabilities from the training clicks of every domain."""
+    if cfg.click_loss == "bce":
+        return None
+    item_domain, pools = domain_pools(data)
+    frame = data.interactions
+    clicked = frame[(frame["split"] == TRAIN) & (frame["click"] == 1)]
+    clicks = item_counts(clicked, data.meta["n_items"]).clamp(min=1)
+    return RankingLoss(
+        cfg.click_loss,
+        cfg.ranking_negatives,
+        item_domain,
+        torch.tensor([len(p) for p in pools]),
+        clicks / clicks.sum(),
+        cfg.temperature,
+        cfg.logq_correction,
+        cfg.ccl_margin,
+        cfg.ccl_negative_weight,
+    )
 
 
 def valid_monitor(
     params: Params, cfg: TrainConfig, data: ProcessedData, domain: str
 ) -> Monitor | None:
     """With ``cfg.early_stopping: ndcg``: sampled NDCG@K of the domain's valid positives, each
-    against ``cfg.valid_negatives`` unseen items of the domain (drawn once, seeded)."""
+    against ``cfg.valid_negatives`` unseen items of the domain (drawn once, seeded); its floor
+    is the same score of popularity (training clicks), which a model must beat before early
+    stopping may end its run."""
     if cfg.early_stopping != "ndcg":
         return None
     seen, relevant = data.positives(domain, TRAIN), data.positives(domain, VALID)
     rng = np.random.default_rng(params.preprocess.seed)
     task = sampled_task(seen, relevant, domain_items(data.items, domain), cfg.valid_negatives, rng)
     k = params.eval.k
+    metric = f"sampled_ndcg@{k}"
+    clicks = item_counts(seen, data.meta["n_items"]).double()
+    floor = evaluate_sampled(lambda _, items: clicks[items], task, k)[metric]
 
     def score(model: MultiTaskModel) -> float:
         device = model.item_genres.device
         on_device = SampledTask(task.users.to(device), task.items.to(device))
-        return evaluate_sampled(click_scores(model), on_device, k)[f"sampled_ndcg@{k}"]
+        model.eval()
+        return evaluate_sampled(model.click_rows, on_device, k)[metric]
 
-    return score
+    return Monitor(score, floor)
 
 
 def output_path(target: str | Path) -> AbstractContextManager[Path]:

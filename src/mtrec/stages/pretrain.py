@@ -15,6 +15,7 @@ from mtrec.stages.modeling import (
     load_processed,
     negatives_refresh,
     output_path,
+    ranking_loss,
     valid_monitor,
 )
 from mtrec.stages.parallel import map_runs, worker_count
@@ -48,11 +49,23 @@ def run(params: Params) -> None:
             model = build_model(params, data, seed)
             refresh = negatives_refresh(params.pretrain, data)
             result = fit(
-                model, train, valid, params.pretrain, seed, device, refresh=refresh, monitor=monitor
+                model,
+                train,
+                valid,
+                params.pretrain,
+                seed,
+                device,
+                refresh=refresh,
+                monitor=monitor,
+                ranking=ranking_loss(params.pretrain, data),
             )
             model.cpu().save(out_dir / f"seed{seed}.pt")
             # No wall time in the report: it is a DVC output, which must not change run to run.
-            info = {"best_epoch": result.best_epoch, "valid_loss": result.best_valid_loss}
+            info = {
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "valid_loss": result.best_valid_loss,
+            }
             log.info("pretrained seed %d in %.1f s: %s", seed, result.seconds, info)
             return info
 

@@ -34,6 +34,7 @@ from mtrec.stages.modeling import (
     negatives_refresh,
     output_path,
     pretrained_path,
+    ranking_loss,
     valid_monitor,
 )
 from mtrec.stages.parallel import map_runs, worker_count
@@ -90,7 +91,16 @@ def train_strategy(
         )
     refresh = negatives_refresh(cfg.train, data)
     result: FitResult = fit(
-        model, train, rows.valid, cfg.train, seed, device, strategy.penalty, refresh, rows.monitor
+        model,
+        train,
+        rows.valid,
+        cfg.train,
+        seed,
+        device,
+        strategy.penalty,
+        refresh,
+        rows.monitor,
+        ranking_loss(cfg.train, data),
     )
     # Wall time is logged, not reported: the reports are DVC outputs, the same every run.
     log.info("%s seed %d trained in %.1f s", name, seed, result.seconds)

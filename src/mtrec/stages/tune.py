@@ -57,21 +57,22 @@ def check_space(params: Params) -> None:
             f"cannot follow; tune them with a strategy in {SOURCE_FREE}"
         )
     for key, bounds in cfg.space.items():
-        trial_params(params, {key: _cast(bounds, bounds.low)})  # unknown keys fail here
-
-
-def _cast(bounds: SearchRange, value: float) -> float | int:
-    return round(value) if bounds.integer else value
+        values = bounds.choices or [round(bounds.low) if bounds.integer else bounds.low]
+        for value in values:  # unknown keys and values params refuse fail here
+            trial_params(params, {key: value})
 
 
 def suggest(trial: Any, space: dict[str, SearchRange]) -> dict[str, Any]:
     """One point of the search space from an Optuna trial."""
-    return {
-        key: trial.suggest_int(key, int(b.low), int(b.high), log=b.log)
-        if b.integer
-        else trial.suggest_float(key, b.low, b.high, log=b.log)
-        for key, b in space.items()
-    }
+    return {key: _suggest_one(trial, key, b) for key, b in space.items()}
+
+
+def _suggest_one(trial: Any, key: str, b: SearchRange) -> Any:
+    if b.choices is not None:
+        return trial.suggest_categorical(key, b.choices)
+    if b.integer:
+        return trial.suggest_int(key, int(b.low), int(b.high), log=b.log)
+    return trial.suggest_float(key, b.low, b.high, log=b.log)
 
 
 def validation_ndcg(params: Params, data: ProcessedData) -> float:
