@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run test install lint clean airflow mlflow bench
+.PHONY: run test install lint clean airflow mlflow bench bench-quality
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,25 @@ $(BENCH_VENV)/.installed: benchmarks/requirements-peer.txt
 
 bench: install $(BENCH_VENV)/.installed
 	python benchmarks/run.py --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
+# Ranking quality vs RecBole 1.2.1 (its own venv; pins and why: benchmarks/README.md, Quality).
+# Cached per (side, protocol, model, seed): QUALITY_ARGS=--force recomputes, e.g.
+# QUALITY_ARGS='--protocols amazon-phone'. Uses the project venv, or the python already on
+# PATH when it imports mtrec (no second venv).
+QUALITY_VENV := benchmarks/.venv-recbole
+QUALITY_ARGS ?=
+HAVE_MTREC := $(shell python -c 'import mtrec' 2>/dev/null && echo yes)
+
+$(QUALITY_VENV)/.installed: benchmarks/requirements-recbole.txt
+	$(PYTHON) -m venv $(QUALITY_VENV)
+	$(QUALITY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	# the local CPU torch first, then RecBole, then the pins its 1.2.1 code needs.
+	$(QUALITY_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(QUALITY_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-recbole.txt
+	touch $@
+
+bench-quality: $(if $(HAVE_MTREC),,install) $(QUALITY_VENV)/.installed
+	python benchmarks/quality.py --peer-python $(QUALITY_VENV)/bin/python $(QUALITY_ARGS)
 
 lint: install
 	ruff check .
