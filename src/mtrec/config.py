@@ -339,13 +339,13 @@ class BPRConfig(_Section):
     embedding_dim: int = Field(64, ge=1)
     epochs: int = Field(300, ge=1)
     batch_size: int = Field(4096, ge=1)
-    lr: float = Field(3e-3, gt=0.0)
+    lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0, description="Adam's decay over every parameter")
     reg_weight: float = Field(
         0.0, ge=0.0, description="L2 on the batch's layer-0 embeddings, added to the BPR loss"
     )
     patience: int = Field(
-        10, ge=1, description="epochs without a valid NDCG@K gain before stopping"
+        30, ge=1, description="epochs without a valid NDCG@K gain before stopping"
     )
     warmup_epochs: int = Field(
         0, ge=0, description="no early stop before this epoch (the early popularity plateau)"
@@ -357,6 +357,7 @@ class LightGCNConfig(BPRConfig):
 
     layers: int = Field(2, ge=1, description="propagation layers, averaged with layer 0")
     lr: float = Field(1e-2, gt=0.0)
+    patience: int = Field(10, ge=1, description="epochs without a valid NDCG@K gain")
     reg_weight: float = Field(
         1e-4, ge=0.0, description="L2 on the batch's layer-0 embeddings (LightGCN's decay)"
     )
