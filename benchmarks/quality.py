@@ -253,7 +253,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Ranking quality: mtrec vs RecBole 1.2.1 (`make bench-quality`)",
         "",
-        f"- Command: `{report['command']}`; date {report['date']}; machine: {report['machine']}",
+        f"- `make bench-quality` ran `{report['command']}`; date {report['date']}; "
+        f"machine: {report['machine']}",
         f"- Wall time of this run: {report['wall_seconds']:.0f} s (results already cached are "
         "not recomputed; each run's own time is in quality.json); load average at start "
         f"{report['load_start']}, at end {report['load_end']}.",
@@ -301,7 +302,7 @@ def main() -> None:
     config = yaml.safe_load(args.config.read_text())
     start, load_start = time.perf_counter(), os.getloadavg()
     report = {
-        "command": "make bench-quality " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/quality.py", *sys.argv[1:]]),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
         f"torch {torch.__version__}",

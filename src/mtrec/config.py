@@ -172,6 +172,12 @@ class ModelConfig(_Section):
     dot_product: bool = Field(
         False, description="add user · item-id vector to the click logit (MF beside the MLP)"
     )
+    graph_layers: int = Field(
+        0,
+        ge=0,
+        description="LightGCN propagation layers of the user / item id embeddings over the "
+        "training graph of both domains (0 = plain embeddings)",
+    )
     text_kernel: int = Field(3, ge=1, description="cnn: tokens per convolution window")
     user_history: Literal["none", "transformer"] = "none"
     history_length: int = Field(20, ge=1, description="transformer: last N train items per user")
