@@ -6,7 +6,8 @@ preprocess on the bundled files), the target's train / valid / test positives an
 candidates are exported as TSV, and both sides train on exactly those: RecBole in its own venv
 (``peer_recbole.py``, one process per run), mtrec in this process. Every finished
 (side, protocol, model, seed) result is cached as JSON under ``.quality-cache/``; a rerun only
-computes what is missing (``--force`` recomputes). Writes ``quality.json`` and ``quality.md``.
+computes what is missing (``--force`` recomputes, ``--cached-only`` reports what is there).
+Writes ``quality.json`` and ``quality.md``.
 """
 
 from __future__ import annotations
@@ -141,10 +142,13 @@ def mtrec_strategy(params: Params, strategy: str, seed: int) -> dict:
     return {"metrics": metrics, "train_seconds": round(seconds, 3), "info": info}
 
 
-def cached(path: Path, force: bool, compute) -> dict:
-    """The cached result at ``path``, or compute, store and return it."""
-    if path.exists() and not force:
+def cached(path: Path, policy: str, compute) -> dict | None:
+    """The cached result at ``path``, or (policy ``cached-only``: None) compute, store and
+    return it; policy ``force`` always computes."""
+    if path.exists() and policy != "force":
         return json.loads(path.read_text())
+    if policy == "cached-only":
+        return None
     start = time.perf_counter()
     result = compute() | {"wall_seconds_total": round(time.perf_counter() - start, 3)}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,9 +159,11 @@ def cached(path: Path, force: bool, compute) -> dict:
     return result
 
 
-def run_protocol(name: str, spec: dict, seeds: list[int], peer: Path, force: bool) -> dict:
-    """Every model of both sides on one protocol, per seed."""
+def run_protocol(name: str, spec: dict, seeds: list[int], peer: Path, policy: str) -> dict:
+    """Every model of both sides on one protocol, per seed (the runs there are, by model)."""
     params = protocol_params(name, spec, seeds)
+    if policy == "cached-only" and not (CACHE / name / "export" / "test.tsv").exists():
+        return {}
     export = prepare(name, params)
     results: dict[str, dict] = {}
     for label, model in PEER_MODELS.items():
@@ -165,14 +171,14 @@ def run_protocol(name: str, spec: dict, seeds: list[int], peer: Path, force: boo
             path = CACHE / name / "recbole" / label / f"seed{seed}.json"
             results.setdefault(f"RecBole {label}", {})[seed] = cached(
                 path,
-                force,
+                policy,
                 lambda m=model, s=seed: run_peer(peer, export, m, s, spec["recbole"]["epochs"]),
             )
     for model in PEER_MODELS:
         for seed in seeds:
             path = CACHE / name / "mtrec" / model / f"seed{seed}.json"
             results.setdefault(f"mtrec {model}", {})[seed] = cached(
-                path, force, lambda m=model, s=seed: mtrec_baseline(params, m, s)
+                path, policy, lambda m=model, s=seed: mtrec_baseline(params, m, s)
             )
     for label, entry in spec["mtrec"].items():
         tuned = protocol_params(name, spec, seeds, entry.get("params"))
@@ -191,9 +197,10 @@ def run_protocol(name: str, spec: dict, seeds: list[int], peer: Path, force: boo
         for seed in seeds:
             path = CACHE / name / "mtrec" / slug / f"seed{seed}.json"
             results.setdefault(f"mtrec {label} ({entry['strategy']})", {})[seed] = cached(
-                path, force, lambda s=seed, e=entry, p=tuned: mtrec_strategy(p, e["strategy"], s)
+                path, policy, lambda s=seed, e=entry, p=tuned: mtrec_strategy(p, e["strategy"], s)
             )
-    return results
+    done = {m: {s: r for s, r in runs.items() if r is not None} for m, runs in results.items()}
+    return {m: runs for m, runs in done.items() if runs}
 
 
 def summarise(results: dict) -> dict:
@@ -270,11 +277,11 @@ def markdown(report: dict) -> str:
         if proto["headline"].startswith("sampled"):
             columns = [f"sampled_hr@{K}", f"sampled_ndcg@{K}", *columns]
         lines += [f"## {proto['title']}", "", f"Headline: {proto['headline']}.", ""]
-        lines += ["| model | " + " | ".join(columns) + " | train s |"]
-        lines += ["|---" * (len(columns) + 2) + "|"]
+        lines += ["| model | " + " | ".join(columns) + " | train s | seeds |"]
+        lines += ["|---" * (len(columns) + 3) + "|"]
         for model, s in proto["summary"].items():
             cells = " | ".join(_cell(s["metrics"], c) for c in columns)
-            lines.append(f"| {model} | {cells} | {s['train_seconds']:.1f} |")
+            lines.append(f"| {model} | {cells} | {s['train_seconds']:.1f} | {s['seeds']} |")
         ttq = proto.get("time_to_quality")
         if ttq:
             lines += [
@@ -295,7 +302,11 @@ def main() -> None:
     parser.add_argument("--peer-python", type=Path, required=True)
     parser.add_argument("--config", type=Path, default=HERE / "quality.yaml")
     parser.add_argument("--protocols", nargs="*", help="a subset of quality.yaml's protocols")
-    parser.add_argument("--force", action="store_true", help="recompute cached results")
+    policy = parser.add_mutually_exclusive_group()
+    policy.add_argument("--force", action="store_true", help="recompute cached results")
+    policy.add_argument(
+        "--cached-only", action="store_true", help="report the cached results, compute nothing"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the peer: the same footing on shared cores
     os.chdir(PROJECT)  # params.yaml's relative paths (the bundled data) resolve from here
@@ -312,7 +323,10 @@ def main() -> None:
     for name, spec in config["protocols"].items():
         if args.protocols and name not in args.protocols:
             continue
-        results = run_protocol(name, spec, config["seeds"], args.peer_python, args.force)
+        policy = "force" if args.force else "cached-only" if args.cached_only else "missing"
+        results = run_protocol(name, spec, config["seeds"], args.peer_python, policy)
+        if not results:
+            continue
         report["protocols"][name] = {
             "title": spec["title"],
             "headline": spec["headline"],
