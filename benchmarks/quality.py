@@ -100,7 +100,8 @@ def run_peer(peer: Path, export: Path, model: str, seed: int, epochs: int) -> di
     if (export / "candidates.tsv").exists():
         command += ["--candidates", str(export / "candidates.tsv")]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    # RecBole writes log folders (log_tensorboard/) into its working directory: the cache's.
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, cwd=CACHE)
     if done.returncode:
         raise RuntimeError(f"RecBole {model} seed {seed} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
