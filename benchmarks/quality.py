@@ -95,7 +95,7 @@ def prepare(name: str, params: Params) -> Path:
 
 def run_peer(peer: Path, export: Path, model: str, seed: int, epochs: int) -> dict:
     """One RecBole run in its own venv and process."""
-    command = [str(peer), str(HERE / "peer_recbole.py"), "--split", str(export)]
+    command = [str(peer.absolute()), str(HERE / "peer_recbole.py"), "--split", str(export)]
     command += ["--model", model, "--seed", str(seed), "--epochs", str(epochs)]
     if (export / "candidates.tsv").exists():
         command += ["--candidates", str(export / "candidates.tsv")]
