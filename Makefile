@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help run test install lint clean airflow mlflow bench repro exp plots serve secrets
+.PHONY: help run test install lint clean airflow mlflow bench bench-quality repro exp plots serve secrets
 .DEFAULT_GOAL := help
 
 # What `make serve` serves: params.yaml's registry (tracking_uri made absolute), model_name
@@ -88,6 +88,23 @@ $(BENCH_VENV)/.installed: benchmarks/requirements-peer.txt
 
 bench: install $(BENCH_VENV)/.installed ## mtrec against torch-rechub and a plain-PyTorch floor
 	python benchmarks/run.py --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
+# Ranking quality vs RecBole 1.2.1 (its own venv; pins and why: benchmarks/README.md, Quality).
+# Cached per (side, protocol, model, seed): QUALITY_ARGS=--force recomputes, e.g.
+# QUALITY_ARGS='--protocols amazon-phone'.
+QUALITY_VENV := benchmarks/.venv-recbole
+QUALITY_ARGS ?=
+
+$(QUALITY_VENV)/.installed: benchmarks/requirements-recbole.txt
+	$(PYTHON) -m venv $(QUALITY_VENV)
+	$(QUALITY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	# the local CPU torch first, then RecBole, then the pins its 1.2.1 code needs.
+	$(QUALITY_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(QUALITY_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-recbole.txt
+	touch $@
+
+bench-quality: install $(QUALITY_VENV)/.installed ## ranking quality against RecBole 1.2.1 (own venv)
+	python benchmarks/quality.py --peer-python $(QUALITY_VENV)/bin/python $(QUALITY_ARGS)
 
 lint: install ## ruff check and format check
 	ruff check .

@@ -20,7 +20,7 @@ QUICK = {
     "pretrain": {"epochs": 2},
     "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 2}},
     "curve": {"fractions": [0.2]},
-    "baselines": {"bpr": {"epochs": 2}},
+    "baselines": {"bpr": {"epochs": 2}, "lightgcn": {"epochs": 2}},
 }
 
 

@@ -24,7 +24,7 @@ TINY = {
     "pretrain": {"epochs": 2},
     "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 2}},
     "curve": {"fractions": [0.2]},
-    "baselines": {"bpr": {"epochs": 2}},
+    "baselines": {"bpr": {"epochs": 2}, "lightgcn": {"epochs": 2}},
 }
 
 

@@ -189,6 +189,12 @@ class ModelConfig(_Section):
         description="the architecture's click tower is part of the click score; false (with "
         "dot_product): the retrieval score alone ranks (a two-tower model)",
     )
+    graph_layers: int = Field(
+        0,
+        ge=0,
+        description="LightGCN propagation layers of the user / item id embeddings over the "
+        "training graph of both domains (0 = plain embeddings)",
+    )
     text_kernel: int = Field(3, ge=1, description="cnn: tokens per convolution window")
     user_history: Literal["none", "transformer"] = "none"
     history_length: int = Field(20, ge=1, description="transformer: last N train items per user")
@@ -410,20 +416,44 @@ class TuneConfig(_Section):
 
 
 class BPRConfig(_Section):
-    """BPR matrix factorisation on the target's positives alone (the single-domain baseline)."""
+    """BPR matrix factorisation on the target's positives alone (the single-domain baseline):
+    one negative per positive drawn every epoch, early stopping on valid NDCG@K."""
 
     embedding_dim: int = Field(64, ge=1)
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(300, ge=1)
+    batch_size: int = Field(4096, ge=1)
     lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    patience: int = Field(10, ge=0, description="epochs without validation gain before stopping")
+    weight_decay: float = Field(0.0, ge=0.0, description="Adam's decay over every parameter")
+    reg_weight: float = Field(
+        0.0, ge=0.0, description="L2 on the batch's layer-0 embeddings, added to the BPR loss"
+    )
+    patience: int = Field(
+        30, ge=1, description="epochs without a valid NDCG@K gain before stopping"
+    )
+    warmup_epochs: int = Field(
+        0, ge=0, description="no early stop before this epoch (the early popularity plateau)"
+    )
+
+
+class LightGCNConfig(BPRConfig):
+    """LightGCN over the target's training graph, trained like BPR (the second baseline)."""
+
+    layers: int = Field(2, ge=1, description="propagation layers, averaged with layer 0")
+    lr: float = Field(1e-2, gt=0.0)
+    patience: int = Field(10, ge=1, description="epochs without a valid NDCG@K gain")
+    reg_weight: float = Field(
+        1e-4, ge=0.0, description="L2 on the batch's layer-0 embeddings (LightGCN's decay)"
+    )
+    warmup_epochs: int = Field(
+        30, ge=0, description="no early stop before this epoch: epoch 1 already ranks by popularity"
+    )
 
 
 class BaselinesConfig(_Section):
     """Baselines scored beside the strategies on the same split (popularity needs no training)."""
 
     bpr: BPRConfig = BPRConfig()
+    lightgcn: LightGCNConfig = LightGCNConfig()
 
 
 class EvalConfig(_Section):

@@ -58,7 +58,17 @@ def tiny_model(
     item_lm = None
     if spec.item_encoder == "lm":
         item_lm = torch.randn(n_items, spec.lm_dim, generator=gen)
-    model.set_side_features(tokens, genres, item_features, user_features, history, item_lm=item_lm)
+    edges = None
+    if spec.graph_layers:  # each user's positives: a few random items
+        edges = torch.stack(
+            [
+                torch.arange(n_users).repeat(3),
+                torch.randint(0, n_items, (3 * n_users,), generator=gen),
+            ]
+        )
+    model.set_side_features(
+        tokens, genres, item_features, user_features, history, item_lm=item_lm, graph_edges=edges
+    )
     return model
 
 

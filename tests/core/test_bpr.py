@@ -1,8 +1,9 @@
+import pytest
 import torch
 
-from mtrec.config import BPRConfig
-from mtrec.core.bpr import BPRMF, fit_bpr
-from mtrec.core.evaluation import SampledTask, evaluate_sampled
+from mtrec.config import BPRConfig, LightGCNConfig
+from mtrec.core.bpr import BPRMF, NegativeSampler, fit_bpr, fit_lightgcn
+from mtrec.core.evaluation import RankingTask, SampledTask, evaluate_sampled
 
 
 def _parity_positives(n_users: int, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -12,28 +13,73 @@ def _parity_positives(n_users: int, n_items: int) -> tuple[torch.Tensor, torch.T
     return users[keep], items[keep]
 
 
-def test_bpr_learns_preferences_and_round_trips(tmp_path) -> None:
+def _split() -> tuple[tuple, tuple, RankingTask]:
     users, items = _parity_positives(20, 30)
     perm = torch.randperm(len(users), generator=torch.Generator().manual_seed(0))
     held, train = perm[:20], perm[20:]
-    cfg = BPRConfig(embedding_dim=8, epochs=30, batch_size=64, lr=0.05, patience=30)
-    model, info = fit_bpr(
-        (users[train], items[train]),
-        (users[held], items[held]),
+    valid = RankingTask(
+        users=torch.unique(users[held]),
+        candidates=torch.arange(30),
+        seen=(users[train], items[train]),
+        relevant=(users[held], items[held]),
+    )
+    return (users[train], items[train]), (users[held], items[held]), valid
+
+
+@pytest.mark.parametrize(
+    ("fit", "cfg"),
+    [
+        (fit_bpr, BPRConfig(embedding_dim=8, epochs=30, batch_size=64, lr=0.05, patience=30)),
+        (
+            fit_lightgcn,
+            LightGCNConfig(embedding_dim=8, epochs=30, batch_size=64, lr=0.05, patience=30),
+        ),
+    ],
+    ids=["bpr", "lightgcn"],
+)
+def test_pairwise_baselines_learn_preferences_and_round_trip(fit, cfg, tmp_path) -> None:
+    train, held, valid = _split()
+    model, info = fit(train, valid, torch.arange(30), 20, 30, cfg, 0, 5, 8)
+    assert 1 <= info["best_epoch"] <= info["epochs_run"] <= 30
+    assert len(info["curve"]) == info["epochs_run"]
+    assert info["valid_ndcg@5"] == max(score for _, score in info["curve"])
+    # each held-out positive against the 15 items of the other parity
+    other = torch.stack([torch.arange(1 - int(i) % 2, 30, 2) for i in held[1]])
+    task = SampledTask(held[0], torch.cat([held[1][:, None], other], 1))
+    assert evaluate_sampled(model, task, k=1)["sampled_hr@1"] > 0.9
+    model.save(tmp_path / "model.pt")
+    again = BPRMF.load(tmp_path / "model.pt")
+    torch.testing.assert_close(
+        again.score_matrix(held[0][:5], torch.arange(30)),
+        model.score_matrix(held[0][:5], torch.arange(30)),
+    )
+
+
+def test_negatives_avoid_the_users_training_items() -> None:
+    users = torch.tensor([0, 0, 0, 1, 2, 2, 2, 2])
+    items = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])  # user 2 has seen the whole pool
+    sampler = NegativeSampler(users, items, torch.arange(4))
+    draws = sampler.draw(users.repeat(50), torch.Generator().manual_seed(0))
+    drawn_by = users.repeat(50)
+    assert set(draws[drawn_by == 0].tolist()) == {3}
+    assert set(draws[drawn_by == 1].tolist()) == {0, 1, 2}
+    assert set(draws[drawn_by == 2].tolist()) <= {0, 1, 2, 3}  # saturated: no endless redraw
+
+
+def test_early_stopping_waits_for_warmup() -> None:
+    train, _, valid = _split()
+    cfg = BPRConfig(embedding_dim=8, epochs=12, batch_size=64, lr=1e-9, patience=1)
+    _, info = fit_bpr(train, valid, torch.arange(30), 20, 30, cfg, 0, 5, 8)
+    assert info["epochs_run"] < 12  # a frozen model stops on patience ...
+    _, info = fit_bpr(
+        train,
+        valid,
         torch.arange(30),
         20,
         30,
-        cfg,
-        seed=0,
+        cfg.model_copy(update={"warmup_epochs": 12}),
+        0,
+        5,
+        8,
     )
-    assert 1 <= info["best_epoch"] <= info["epochs_run"] <= 30
-    # each held-out positive against the 15 items of the other parity
-    other = torch.stack([torch.arange(1 - int(i) % 2, 30, 2) for i in items[held]])
-    task = SampledTask(users[held], torch.cat([items[held, None], other], 1))
-    assert evaluate_sampled(model, task, k=1)["sampled_hr@1"] > 0.9
-    model.save(tmp_path / "bpr.pt")
-    again = BPRMF.load(tmp_path / "bpr.pt")
-    torch.testing.assert_close(
-        again.score_matrix(users[:5], torch.arange(30)),
-        model.score_matrix(users[:5], torch.arange(30)),
-    )
+    assert info["epochs_run"] == 12  # ... but not inside the warm-up

@@ -110,7 +110,7 @@ def pipeline_params(tmp: Path, files: dict[str, str], genres: list[str] | None =
             "model": {"item_encoder": "id"},
             "pretrain": train,
             "transfer": {"strategies": ["scratch", "finetune"], "train": train},
-            "baselines": {"bpr": {"epochs": 1}},
+            "baselines": {"bpr": {"epochs": 1}, "lightgcn": {"epochs": 1}},
             "eval": {"seeds": [0], "sampled_negatives": 0},
             "registry": {
                 "strategy": "finetune",

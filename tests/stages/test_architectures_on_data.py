@@ -55,7 +55,7 @@ def test_model_trains_transfers_and_evaluates(processed, model, tmp_path) -> Non
             "eval": {"seeds": [0]},
             "pretrain": {"epochs": 1},
             "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 1}},
-            "baselines": {"bpr": {"epochs": 1}},
+            "baselines": {"bpr": {"epochs": 1}, "lightgcn": {"epochs": 1}},
         },
     )
     for stage in (pretrain, transfer, baselines, evaluate):
@@ -83,7 +83,7 @@ def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> N
             "pretrain": {"epochs": 1},
             "transfer": {"strategies": strategies, "train": {"epochs": 1}},
             "curve": {"fractions": [0.2, 0.5]},
-            "baselines": {"bpr": {"epochs": 2}},
+            "baselines": {"bpr": {"epochs": 2}, "lightgcn": {"epochs": 2}},
         },
     )
     for stage in (pretrain, transfer, baselines, evaluate, curve, report):
@@ -93,9 +93,9 @@ def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> N
     weighted = json.loads(transfer.report_path(params, "sample_weighted").read_text())
     assert 0.0 < weighted["seeds"]["seed1"]["source_weights"]["ess_share"] < 1.0
     metrics = json.loads(params.paths.report(evaluate.METRICS_FILE).read_text())
-    assert set(metrics["strategies"]) == {*strategies, "popularity", "bpr"}
+    assert set(metrics["strategies"]) == {*strategies, "popularity", "bpr", "lightgcn"}
     assert metrics["cold_users"] > 0
-    for name in [*strategies, "popularity", "bpr"]:
+    for name in [*strategies, "popularity", "bpr", "lightgcn"]:
         scores = metrics["strategies"][name]
         for metric in ("ndcg@10", "cold_ndcg@10", "sampled_ndcg@10", "sampled_hr@10"):
             assert 0.0 <= scores[metric]["mean"] <= 1.0, (name, metric)
@@ -106,7 +106,8 @@ def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> N
     assert "default fraction" in json.loads(curve.point_path(params, 0.5).read_text())["skipped"]
     point = json.loads(curve.point_path(params, 0.2).read_text())
     assert point["train_fraction"] == 0.2
-    assert set(point["strategies"]) == set(metrics["strategies"]) - {"bpr"}  # default fraction only
+    # the trained baselines are scored at the default fraction only
+    assert set(point["strategies"]) == set(metrics["strategies"]) - {"bpr", "lightgcn"}
     assert point["positives"]["target/train"] < metrics_positives(params)
     text = params.paths.report(report.MARKDOWN).read_text()
     assert "| sample_weighted |" in text and "## Quality bar" in text

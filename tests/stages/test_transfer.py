@@ -38,7 +38,7 @@ def test_cv_selects_a_strategy_that_cv_best_registers(tmp_path, canonical: Canon
             "pretrain": {"epochs": 1},
             "transfer": {"strategies": ["scratch", "finetune"], "train": {"epochs": 1}},
             "registry": {"strategy": "cv_best"},
-            "baselines": {"bpr": {"epochs": 1}},
+            "baselines": {"bpr": {"epochs": 1}, "lightgcn": {"epochs": 1}},
         },
     )
     canonical.save(paths["interim"])

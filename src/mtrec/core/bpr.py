@@ -1,10 +1,16 @@
-"""BPR matrix factorisation (Rendle et al., 2009): the single-domain baseline trained on the
-target's positives alone, scored like every model (full ranking and sampled candidates)."""
+"""Pairwise single-domain baselines trained with the BPR loss (Rendle et al., 2009) on the
+target's positives alone: matrix factorisation (:class:`BPRMF`) and LightGCN
+(:mod:`mtrec.core.graph`), both scored like every model (full ranking and sampled candidates).
+
+Training follows RecBole's general-recommendation recipe: one uniform negative per positive
+drawn afresh every epoch among the items the user has not trained on, and the epoch with the
+best validation NDCG@K over a full ranking is kept (early stopping on it)."""
 
 from __future__ import annotations
 
 import copy
 import logging
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -12,24 +18,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtrec.core.evaluation import RankingTask, evaluate_ranking
+from mtrec.core.graph import LightGCN, normalized_adjacency
 from mtrec.core.trainer import make_optimizer
 
 log = logging.getLogger(__name__)
 
 
-class BPRSettings(Protocol):
-    """What BPR training reads from ``baselines.bpr`` (``mtrec.config.BPRConfig``)."""
+class PairwiseSettings(Protocol):
+    """What the pairwise trainer reads (``mtrec.config.BPRConfig`` / ``LightGCNConfig``)."""
 
     embedding_dim: int
     epochs: int
     batch_size: int
     lr: float
     weight_decay: float
+    reg_weight: float
     patience: int
+    warmup_epochs: int
+
+
+class LightGCNSettings(PairwiseSettings, Protocol):
+    """LightGCN's extra knob (``mtrec.config.LightGCNConfig``)."""
+
+    layers: int
+
+
+class TableModel(Protocol):
+    """A model whose scores are dot products of a user and an item table."""
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def ego(self) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class BPRMF(nn.Module):
-    """Dot product of a user and an item embedding."""
+    """Dot product of a user and an item embedding (also the exported form of LightGCN)."""
 
     def __init__(self, n_users: int, n_items: int, dim: int) -> None:
         super().__init__()
@@ -39,6 +63,23 @@ class BPRMF(nn.Module):
         # scored HR@10 .13 against .20 on the Amazon Phone candidates, below popularity.
         for emb in (self.user, self.item):
             nn.init.xavier_normal_(emb.weight)
+
+    @classmethod
+    def from_tables(cls, users: torch.Tensor, items: torch.Tensor) -> BPRMF:
+        """An MF model scoring with fixed tables (e.g. LightGCN's propagated embeddings)."""
+        model = cls(len(users), len(items), users.shape[1])
+        with torch.no_grad():
+            model.user.weight.copy_(users)
+            model.item.weight.copy_(items)
+        return model.eval()
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (user, item) embedding tables."""
+        return self.user.weight, self.item.weight
+
+    def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tables the L2 penalty acts on (the same for MF)."""
+        return self.tables()
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Row-wise scores: [n] users, [n] items -> [n]."""
@@ -64,52 +105,161 @@ class BPRMF(nn.Module):
         return model.eval()
 
 
-def _bpr_loss(
-    model: BPRMF, users: torch.Tensor, items: torch.Tensor, pool: torch.Tensor, gen: torch.Generator
+class NegativeSampler:
+    """Uniform items of ``pool`` the user has no training positive with (RecBole's sampler:
+    a drawn seen item is redrawn), for users who have not trained on every pool item."""
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, pool: torch.Tensor) -> None:
+        self.pool = pool
+        self.n_items = int(max(items.max(), pool.max())) + 1
+        self.seen = torch.unique(users * self.n_items + items)  # sorted keys
+        in_pool = torch.isin(items, pool)
+        per_user = torch.bincount(
+            torch.unique(users[in_pool] * self.n_items + items[in_pool]) // self.n_items
+        )
+        # Users with every pool item seen would be redrawn forever: they keep their draw.
+        self.saturated = torch.zeros(int(users.max()) + 1, dtype=torch.bool)
+        self.saturated[: len(per_user)] = per_user >= len(pool)
+
+    def _is_seen(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        keys = users * self.n_items + items
+        at = torch.searchsorted(self.seen, keys).clamp(max=len(self.seen) - 1)
+        return self.seen[at] == keys
+
+    def draw(self, users: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One negative item per entry of ``users``."""
+        negatives = self.pool[torch.randint(len(self.pool), (len(users),), generator=gen)]
+        redraw = self._is_seen(users, negatives) & ~self.saturated[users]
+        while redraw.any():
+            fresh = self.pool[torch.randint(len(self.pool), (int(redraw.sum()),), generator=gen)]
+            negatives[redraw] = fresh
+            redraw[redraw.clone()] = self._is_seen(users[redraw], fresh)
+        return negatives
+
+
+def bpr_loss(
+    model: TableModel,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    negatives: torch.Tensor,
+    reg_weight: float,
 ) -> torch.Tensor:
-    # One uniformly drawn item of the domain per positive (a seen one now and then, as usual).
-    negatives = pool[torch.randint(len(pool), (len(users),), generator=gen)]
-    return -F.logsigmoid(model(users, items) - model(users, negatives)).mean()
+    """-log sigmoid(s(u, i) - s(u, j)) averaged over the batch, plus ``reg_weight`` x the batch's
+    mean squared L2 norm of the layer-0 embeddings of u, i and j, halved (as in LightGCN)."""
+    user_table, item_table = model.tables()
+    u = user_table[users]
+    diff = (u * item_table[items]).sum(-1) - (u * item_table[negatives]).sum(-1)
+    loss = -F.logsigmoid(diff).mean()
+    if reg_weight:
+        ego_users, ego_items = model.ego()
+        norms = (
+            ego_users[users].pow(2).sum()
+            + ego_items[items].pow(2).sum()
+            + ego_items[negatives].pow(2).sum()
+        )
+        loss = loss + reg_weight * norms / (2 * len(users))
+    return loss
 
 
-def fit_bpr(
+def valid_ndcg(model: TableModel, valid: RankingTask, k: int, block: int) -> float:
+    """NDCG@K of ``model`` on the full ranking of ``valid``."""
+    with torch.no_grad():
+        user_table, item_table = model.tables()
+        candidates = item_table[valid.candidates]
+        metrics = evaluate_ranking(lambda users: user_table[users] @ candidates.T, valid, k, block)
+    return metrics[f"ndcg@{k}"]
+
+
+def fit_pairwise(
+    model: BPRMF | LightGCN,
     train: tuple[torch.Tensor, torch.Tensor],
-    valid: tuple[torch.Tensor, torch.Tensor],
+    valid: RankingTask,
     pool: torch.Tensor,
-    n_users: int,
-    n_items: int,
-    cfg: BPRSettings,
+    cfg: PairwiseSettings,
     seed: int,
+    k: int,
+    block: int,
 ) -> tuple[BPRMF, dict]:
-    """Train on (user, item) positives against items drawn from ``pool``; keep the epoch with
-    the lowest BPR loss on the ``valid`` positives (same fixed negatives every epoch)."""
-    torch.manual_seed(seed)
+    """Train ``model`` (MF or LightGCN) with BPR on the ``train`` (user, item) positives; keep
+    the epoch with the best valid NDCG@K, stop after ``cfg.patience`` epochs without gain but
+    not before ``cfg.warmup_epochs`` (a fresh model may sit on a popularity ranking a while).
+    Returns the kept model as fixed tables and the run's record, the per-epoch validation
+    curve (seconds of training so far, NDCG) included."""
     gen = torch.Generator().manual_seed(seed)
-    model = BPRMF(n_users, n_items, cfg.embedding_dim)
+    sampler = NegativeSampler(*train, pool)
     optimizer = make_optimizer(list(model.parameters()), cfg.lr, cfg.weight_decay)
     users, items = train
-    valid_gen = torch.Generator().manual_seed(seed + 1)
-    best, best_state, best_epoch, stale = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
+    best, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
+    curve, seconds = [], 0.0
     for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(users), generator=gen)
-        for batch in order.split(cfg.batch_size):
-            loss = _bpr_loss(model, users[batch], items[batch], pool, gen)
+        negatives = sampler.draw(users, gen)
+        for batch in torch.randperm(len(users), generator=gen).split(cfg.batch_size):
+            loss = bpr_loss(model, users[batch], items[batch], negatives[batch], cfg.reg_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         model.eval()
-        with torch.no_grad():
-            valid_gen.manual_seed(seed + 1)
-            valid_loss = _bpr_loss(model, *valid, pool, valid_gen).item()
-        if valid_loss < best:
-            best, best_epoch, stale = valid_loss, epoch, 0
+        seconds += time.perf_counter() - start
+        score = valid_ndcg(model, valid, k, block)
+        curve.append([round(seconds, 3), score])
+        if score > best:
+            best, best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale > cfg.patience:
-                break
+        elif epoch - best_epoch >= cfg.patience and epoch >= cfg.warmup_epochs:
+            break
     model.load_state_dict(best_state)
-    info = {"best_epoch": best_epoch, "epochs_run": epoch, "valid_loss": best}
-    log.info("bpr seed %d: %s", seed, info)
-    return model.eval(), info
+    info = {
+        "best_epoch": best_epoch,
+        "epochs_run": epoch,
+        f"valid_ndcg@{k}": best,
+        "train_seconds": round(seconds, 3),
+        "curve": curve,
+    }
+    log.info(
+        "%s seed %d: best epoch %d of %d, valid ndcg@%d %.4f",
+        type(model).__name__,
+        seed,
+        best_epoch,
+        epoch,
+        k,
+        best,
+    )
+    with torch.no_grad():
+        return BPRMF.from_tables(*(t.detach().clone() for t in model.tables())), info
+
+
+def fit_bpr(
+    train: tuple[torch.Tensor, torch.Tensor],
+    valid: RankingTask,
+    pool: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    cfg: PairwiseSettings,
+    seed: int,
+    k: int,
+    block: int,
+) -> tuple[BPRMF, dict]:
+    """BPR matrix factorisation (:func:`fit_pairwise` on a fresh :class:`BPRMF`)."""
+    torch.manual_seed(seed)
+    model = BPRMF(n_users, n_items, cfg.embedding_dim)
+    return fit_pairwise(model, train, valid, pool, cfg, seed, k, block)
+
+
+def fit_lightgcn(
+    train: tuple[torch.Tensor, torch.Tensor],
+    valid: RankingTask,
+    pool: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    cfg: LightGCNSettings,
+    seed: int,
+    k: int,
+    block: int,
+) -> tuple[BPRMF, dict]:
+    """LightGCN over the graph of the ``train`` positives, exported as its propagated tables."""
+    torch.manual_seed(seed)
+    adjacency = normalized_adjacency(*train, n_users, n_items)
+    model = LightGCN(adjacency, n_users, n_items, cfg.embedding_dim, cfg.layers)
+    return fit_pairwise(model, train, valid, pool, cfg, seed, k, block)

@@ -8,6 +8,11 @@ sentence encoder's top layers trained over cached token states), a text encoding
 tags (bag of words or CNN), projected genres and projected side features. The item-genre head
 reads the text encoding only, so pretraining on genres teaches the text encoder something
 that transfers to items of a new domain (whose ids were never seen).
+
+With ``graph_layers`` > 0 the user and item id embeddings are LightGCN-propagated over the
+training user-item graph of both domains (:mod:`mtrec.core.graph`): a user's vector then
+carries the items it took in the source domain, and the embeddings that transfer are the
+graph's layer 0.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from mtrec.core.graph import normalized_adjacency, propagate
 from mtrec.core.layers import HistoryTransformer, TextBag, TextCNN
 from mtrec.core.lm_top import LMTop
 
@@ -97,8 +103,37 @@ class PairEncoder(nn.Module):
             self.register_buffer(
                 "user_history", torch.zeros(spec.n_users, spec.history_length, dtype=torch.long)
             )
+        self.graph_layers = spec.graph_layers
+        if spec.graph_layers:
+            if spec.item_encoder != "id":
+                raise ValueError(
+                    f"graph_layers {spec.graph_layers} propagates id embeddings: use "
+                    f"item_encoder 'id', not {spec.item_encoder!r}"
+                )
+            # (user, item) training positives; their number is the data's, so a checkpoint's
+            # buffer may differ in length from a fresh model's (see _load_from_state_dict).
+            self.register_buffer("graph_edges", torch.zeros(2, 0, dtype=torch.long))
+        self._adjacency: torch.Tensor | None = None  # built from graph_edges on first use
         for emb in (self.user_embedding, self.item_embedding, self.text.embedding):
             nn.init.normal_(emb.weight, std=0.05)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        edges = state_dict.get(f"{prefix}graph_edges")
+        if edges is not None and self.graph_layers:
+            self.graph_edges = torch.empty_like(edges, device=self.graph_edges.device)
+        self._adjacency = None
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _id_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user, item) id tables: the embeddings, or their propagation over the graph."""
+        users, items = self.user_embedding.weight, self.item_embedding.weight
+        if not self.graph_layers:
+            return users, items
+        if self._adjacency is None or self._adjacency.device != users.device:
+            n_users = len(users)
+            self._adjacency = normalized_adjacency(*self.graph_edges, n_users, len(items))
+        out = propagate(self._adjacency, torch.cat([users, items]), self.graph_layers)
+        return out[: len(users)], out[len(users) :]
 
     def set_side_features(
         self,
@@ -110,12 +145,19 @@ class PairEncoder(nn.Module):
         item_lm: torch.Tensor | None = None,
         item_lm_states: torch.Tensor | None = None,
         item_lm_mask: torch.Tensor | None = None,
+        graph_edges: torch.Tensor | None = None,
     ) -> None:
         """Install token ids [n_items, max_tokens], genre multi-hot [n_items, n_genres],
         numeric features [n_items, ·] and [n_users, ·], (history models) each user's last
         training items [n_users, history_length] and (lm items) the sentence embeddings
         [n_items, lm_dim] or, with ``lm_layers`` > 0, the token states entering the top layers
-        [n_items, lm_seq_len, lm_dim] and their mask [n_items, lm_seq_len]."""
+        [n_items, lm_seq_len, lm_dim] and their mask [n_items, lm_seq_len], and (graph models)
+        the training (user, item) positives of every domain [2, n_edges]."""
+        if self.graph_layers:
+            if graph_edges is None:
+                raise ValueError("this model propagates over the training graph: pass graph_edges")
+            self.graph_edges = graph_edges.to(self.graph_edges.device, torch.long).clone()
+            self._adjacency = None
         if self.lm_top is not None:
             if item_lm_states is None or item_lm_mask is None:
                 raise ValueError(
@@ -139,7 +181,8 @@ class PairEncoder(nn.Module):
 
     def users(self, users: torch.Tensor) -> torch.Tensor:
         """[n] -> [n, d]."""
-        vector = self.user_embedding(users) + self.user_side(self.user_features[users])
+        ids = self._id_tables()[0][users] if self.graph_layers else self.user_embedding(users)
+        vector = ids + self.user_side(self.user_features[users])
         if self.history is not None:
             items = self.user_history[users]
             vector = vector + self.history(items, self.item_ids(items))
@@ -149,6 +192,8 @@ class PairEncoder(nn.Module):
         """The item's own vector [n] -> [n, d]: its id embedding or its projected LM embedding."""
         if self.lm is not None:
             return self.lm(self.lm_vectors(items))
+        if self.graph_layers:
+            return self._id_tables()[1][items]
         return self.item_embedding(items)
 
     def lm_vectors(self, items: torch.Tensor) -> torch.Tensor:

@@ -74,6 +74,8 @@ class ModelSpec:
     item_tower: str = "id"
     similarity: str = "dot"
     click_mlp: bool = True
+    # LightGCN propagation of the id embeddings over the training graph (0 = none).
+    graph_layers: int = 0
     lm_dim: int = 0  # sentence-embedding width (lm only)
     # lm with lm_layers > 0: the sentence encoder's top lm_layers BERT layers (lm_heads heads,
     # feed-forward width lm_ffn_dim) train over cached token states [n_items, lm_seq_len, lm_dim]

@@ -1,31 +1,40 @@
 """Stage ``baselines``: single-domain baselines trained on the target's rows alone, one model
-per seed (BPR matrix factorisation); ``evaluate`` scores them beside the strategies."""
+per seed (BPR matrix factorisation and LightGCN); ``evaluate`` scores them beside the
+strategies and popularity."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from mtrec.config import Params
-from mtrec.core.bpr import BPRMF, fit_bpr
+from mtrec.core.bpr import BPRMF, fit_bpr, fit_lightgcn
 from mtrec.data.splitting import TARGET, TRAIN, VALID
-from mtrec.data.tensors import domain_items
+from mtrec.data.tensors import domain_items, ranking_task
 from mtrec.errors import ArtifactError
 from mtrec.io import atomic_path, write_json
-from mtrec.stages.modeling import load_processed
+from mtrec.stages.modeling import ProcessedData, load_processed
 
 log = logging.getLogger(__name__)
 
 BPR = "bpr"
+LIGHTGCN = "lightgcn"
+# name -> trainer; both export dot-product tables (BPRMF checkpoints).
+TRAINERS = {BPR: fit_bpr, LIGHTGCN: fit_lightgcn}
+NAMES = tuple(TRAINERS)
 REPORT = "baselines.json"
+# The training record's wall-time fields: logged, never in the report, a DVC metric that must
+# not change from run to run (the bench reads them from train_baseline itself).
+TIMING = ("train_seconds", "curve")
 
 
-def bpr_path(params: Params, seed: int) -> Path:
-    """The BPR checkpoint of one seed."""
-    return Path(params.paths.baselines) / BPR / f"seed{seed}.pt"
+def checkpoint_path(params: Params, name: str, seed: int) -> Path:
+    """The checkpoint of baseline ``name`` for one seed."""
+    return Path(params.paths.baselines) / name / f"seed{seed}.pt"
 
 
 def _pairs(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,33 +43,49 @@ def _pairs(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
+def train_baseline(params: Params, data: ProcessedData, name: str, seed: int) -> tuple[BPRMF, dict]:
+    """Train baseline ``name`` on the target train positives, early stopping on the full
+    ranking of the valid positives (train ones masked)."""
+    train = data.positives(TARGET, TRAIN)
+    candidates = domain_items(data.items, TARGET)
+    valid = ranking_task(train, data.positives(TARGET, VALID), candidates)
+    # Negatives among the items of the training graph, as RecBole draws them among the items
+    # its dataset holds: an item nobody took is an easy negative that teaches little (on
+    # RecBole's ml-latest-small split a quarter of the catalogue).
+    pool = np.intersect1d(candidates, train["item_idx"].unique())
+    return TRAINERS[name](
+        _pairs(train),
+        valid,
+        torch.as_tensor(pool),
+        data.meta["n_users"],
+        data.meta["n_items"],
+        getattr(params.baselines, name),
+        seed,
+        params.eval.k,
+        params.eval.user_block,
+    )
+
+
 def run(params: Params) -> None:
-    """Train BPR-MF for every seed on the target train positives (early stopping on valid)."""
+    """Train every baseline for every seed; write the checkpoints and their training record."""
     data = load_processed(params)
-    train, valid = (_pairs(data.positives(TARGET, split)) for split in (TRAIN, VALID))
-    pool = torch.as_tensor(domain_items(data.items, TARGET))
-    report = {}
-    with atomic_path(Path(params.paths.baselines) / BPR) as out_dir:
-        out_dir.mkdir(parents=True)
-        for seed in params.eval.seeds:
-            model, info = fit_bpr(
-                train,
-                valid,
-                pool,
-                data.meta["n_users"],
-                data.meta["n_items"],
-                params.baselines.bpr,
-                seed,
-            )
-            model.save(out_dir / f"seed{seed}.pt")
-            report[f"seed{seed}"] = info
-    write_json(params.paths.report(REPORT), {BPR: report})
+    report: dict[str, dict] = {}
+    for name in NAMES:
+        report[name] = {}
+        with atomic_path(Path(params.paths.baselines) / name) as out_dir:
+            out_dir.mkdir(parents=True)
+            for seed in params.eval.seeds:
+                model, info = train_baseline(params, data, name, seed)
+                model.save(out_dir / f"seed{seed}.pt")
+                log.info("%s seed %d trained in %.1f s", name, seed, info["train_seconds"])
+                report[name][f"seed{seed}"] = {k: v for k, v in info.items() if k not in TIMING}
+    write_json(params.paths.report(REPORT), report)
 
 
-def load_bpr(params: Params) -> list[BPRMF]:
-    """The BPR model of every seed."""
-    paths = [bpr_path(params, seed) for seed in params.eval.seeds]
-    missing = [str(p) for p in paths if not p.exists()]
+def load_baselines(params: Params) -> dict[str, list[BPRMF]]:
+    """Every baseline's model of every seed, by name."""
+    paths = {name: [checkpoint_path(params, name, s) for s in params.eval.seeds] for name in NAMES}
+    missing = [str(p) for group in paths.values() for p in group if not p.exists()]
     if missing:
-        raise ArtifactError(f"{missing}: BPR checkpoints missing; run the baselines stage first")
-    return [BPRMF.load(path) for path in paths]
+        raise ArtifactError(f"{missing}: baseline checkpoints missing; run the baselines stage")
+    return {name: [BPRMF.load(p) for p in group] for name, group in paths.items()}

@@ -171,8 +171,8 @@ def score_popularity(data: ProcessedData, test: TestSet, params: Params) -> dict
     return {m: {"mean": v, "std": 0.0} for m, v in metrics.items()}
 
 
-def score_bpr(models: list[BPRMF], test: TestSet, params: Params) -> dict[str, dict]:
-    """The BPR-MF baseline's metrics, mean ± std over its seeds."""
+def score_baseline(models: list[BPRMF], test: TestSet, params: Params) -> dict[str, dict]:
+    """A dot-product baseline's metrics (BPR-MF, LightGCN), mean ± std over its seeds."""
     k, per_seed = params.eval.k, []
     for model in models:
         metrics = evaluate_ranking(
@@ -276,7 +276,7 @@ def transfer_gains(strategies: dict, k: int) -> dict[str, dict[str, float]]:
     base = strategies["scratch"][metric]
     gains = {}
     for name, values in strategies.items():
-        if name in ("scratch", "popularity", baselines.BPR):
+        if name in ("scratch", "popularity", *baselines.NAMES):
             continue
         diff = values[metric]["mean"] - base["mean"]
         spread = max(values[metric]["std"], base["std"])
@@ -289,15 +289,18 @@ def transfer_gains(strategies: dict, k: int) -> dict[str, dict[str, float]]:
 
 
 def evaluation_report(
-    params: Params, data: ProcessedData, models: dict, bpr: list[BPRMF] | None = None
+    params: Params,
+    data: ProcessedData,
+    models: dict,
+    trained_baselines: dict[str, list[BPRMF]] | None = None,
 ) -> dict:
-    """Scores of every strategy's models and the baselines (popularity, and BPR-MF when
-    given) on the test split of ``data``."""
+    """Scores of every strategy's models and the baselines (popularity, and the trained ones
+    by name, e.g. BPR-MF and LightGCN, when given) on the test split of ``data``."""
     test = build_test_set(params, data)
     strategies = score_strategies(models.items(), test, params)
     strategies["popularity"] = score_popularity(data, test, params)
-    if bpr:
-        strategies[baselines.BPR] = score_bpr(bpr, test, params)
+    for name, seeds in (trained_baselines or {}).items():
+        strategies[name] = score_baseline(seeds, test, params)
     return {
         "k": params.eval.k,
         "seeds": list(params.eval.seeds),
@@ -338,7 +341,7 @@ def run(params: Params) -> None:
         name: [load_checkpoint(transferred_path(params, name, s)) for s in params.eval.seeds]
         for name in params.transfer.strategies
     }
-    report = evaluation_report(params, data, models, baselines.load_bpr(params))
+    report = evaluation_report(params, data, models, baselines.load_baselines(params))
     cv = cv_selection(params)
     if cv:
         report["cv"] = cv

@@ -116,6 +116,7 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         item_tower=params.model.item_tower,
         similarity=params.model.similarity,
         click_mlp=params.model.click_mlp,
+        graph_layers=params.model.graph_layers,
         history_length=params.model.history_length if params.model.user_history != "none" else 0,
         history_heads=params.model.history_heads,
         history_layers=params.model.history_layers,
@@ -143,6 +144,11 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         item_lm=item_lm,
         item_lm_states=tokens.states if tokens else None,
         item_lm_mask=tokens.mask if tokens else None,
+        graph_edges=torch.as_tensor(
+            train.loc[train["click"] > 0, ["user_idx", "item_idx"]].to_numpy("int64").T.copy()
+        )
+        if spec.graph_layers
+        else None,
     )
     return model
 

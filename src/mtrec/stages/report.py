@@ -9,7 +9,7 @@ import logging
 from mtrec.config import Params
 from mtrec.io import read_json, write_atomic
 from mtrec.stages import curve, evaluate
-from mtrec.stages.baselines import BPR
+from mtrec.stages.baselines import NAMES as TRAINED_BASELINES
 from mtrec.stages.evaluate import COLD
 
 log = logging.getLogger(__name__)
@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 MARKDOWN = "transfer.md"
 PNG = "transfer_curve.png"
 PLOT_DATA = "plots/transfer_curve.csv"
-# Not candidates for "the best transfer strategy" (BPR-MF is scored at the default fraction only).
-BASELINES = ("scratch", "popularity", BPR)
+# Not candidates for "the best transfer strategy" (BPR-MF and LightGCN are scored at the
+# default fraction only).
+BASELINES = ("scratch", "popularity", *TRAINED_BASELINES)
 
 
 def curve_points(params: Params) -> dict[float, dict]:
