@@ -93,7 +93,8 @@ def pipeline_params(tmp: Path, files: dict[str, str], genres: list[str] | None =
             "accepted",
         )
     }
-    train = {"epochs": 1, "batch_size": 512}
+    # 80 items in four categories: too few to rank each valid positive against 100 negatives.
+    train = {"epochs": 1, "batch_size": 512, "valid_negatives": 10}
     return load_params(
         PROJECT_ROOT / PARAMS_FILE,
         {

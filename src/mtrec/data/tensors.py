@@ -100,9 +100,11 @@ def sampled_task(
     candidates: np.ndarray,
     negatives: int,
     rng: np.random.Generator,
+    setting: str = "eval.sampled_negatives",
 ) -> SampledTask:
     """Each ``relevant`` row with ``negatives`` candidates drawn without replacement from those
-    the user has neither seen nor holds out."""
+    the user has neither seen nor holds out; ``setting`` is the params key that asked for
+    ``negatives`` (named when the catalogue is too small)."""
     known = pd.concat([seen, relevant])[["user_idx", "item_idx"]].groupby("user_idx")["item_idx"]
     pools = {user: np.setdiff1d(candidates, items) for user, items in known}
     users = relevant["user_idx"].to_numpy(np.int64, copy=True)
@@ -110,7 +112,7 @@ def sampled_task(
     if short:
         raise ValueError(
             f"{len(short)} users have fewer than {negatives} unseen candidates (e.g. user_idx "
-            f"{short[:3]}); lower eval.sampled_negatives"
+            f"{short[:3]}); lower {setting}"
         )
     drawn = np.stack([rng.choice(pools[u], size=negatives, replace=False) for u in users])
     items = np.concatenate([relevant["item_idx"].to_numpy(np.int64)[:, None], drawn], axis=1)

@@ -211,7 +211,9 @@ def valid_monitor(
         return None
     seen, relevant = data.positives(domain, TRAIN), data.positives(domain, VALID)
     rng = np.random.default_rng(params.preprocess.seed)
-    task = sampled_task(seen, relevant, domain_items(data.items, domain), cfg.valid_negatives, rng)
+    candidates = domain_items(data.items, domain)
+    setting = "pretrain.valid_negatives or transfer.train.valid_negatives"
+    task = sampled_task(seen, relevant, candidates, cfg.valid_negatives, rng, setting)
     k = params.eval.k
     metric = f"sampled_ndcg@{k}"
     clicks = item_counts(seen, data.meta["n_items"]).double()
