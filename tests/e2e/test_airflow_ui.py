@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -26,7 +25,8 @@ import pytest
 import requests
 import yaml
 
-from ..conftest import PROJECT_ROOT, make_project
+from ..conftest import make_project
+from .make_airflow import free_port, start_make_airflow
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium-headless-shell", "chromium")) if p), None)
 # Under pytest-xdist (make test) never beside the live stack (tests/conftest.py: XDIST_GROUPS):
@@ -35,19 +35,6 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="no Debian chromium (apt-get install chromium-headless-shell; .ci/run does)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _terminal_signals() -> None:
-    """Ctrl-C and hang-up as a terminal delivers them: a test runner started in the background
-    may ignore SIGINT, and a shell can never trap a signal ignored when it started."""
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def _screenshot(page, tmp_path: Path, name: str) -> None:
@@ -66,32 +53,16 @@ def test_trigger_from_the_form_then_ctrl_c_stops_everything(tmp_path) -> None:
     params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
     params["gates"]["require_transfer_gain"] = False
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "MTREC_PROJECT_DIR": str(project),
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW_PORT": str(port),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
-    # As a newcomer types it; `-o` only because this test already runs inside the venv.
-    make = subprocess.Popen(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", "airflow"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # a terminal's foreground group, to send Ctrl-C to
-        preexec_fn=_terminal_signals,
-    )
+    make, text = start_make_airflow(env)
     tree: list[psutil.Process] = []
     try:
-        banner = []
-        for line in make.stdout:
-            banner.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        text = "".join(banner)
         assert f"http://localhost:{port}" in text and "login: admin / " in text, text
         password = text.split("login: admin / ")[1].split(")")[0]
         url = f"http://localhost:{port}"

@@ -8,19 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 
 import psutil
 import pytest
 
-from ..conftest import PROJECT_ROOT, make_project
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..conftest import make_project
+from .make_airflow import free_port, start_make_airflow
 
 
 def _airflow_processes(home: str) -> list[psutil.Process]:
@@ -44,25 +37,12 @@ def test_make_airflow_stops_everything_on_a_signal(tmp_path, sig, to_group) -> N
     env = os.environ | {
         "MTREC_PROJECT_DIR": str(project),
         "AIRFLOW_HOME": home,
-        "AIRFLOW_PORT": str(_free_port()),
+        "AIRFLOW_PORT": str(free_port()),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
-    make = subprocess.Popen(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", "airflow"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # a terminal's foreground group, as a shell starts it
-    )
+    make, banner = start_make_airflow(env)
     try:
-        banner = []
-        for line in make.stdout:
-            banner.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        assert "Airflow UI" in "".join(banner), "".join(banner)
+        assert "Airflow UI" in banner, banner
         running = _airflow_processes(home)
         assert len(running) > 3  # standalone and its services
 
