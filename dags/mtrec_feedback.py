@@ -3,12 +3,13 @@
 Every ``schedule.feedback`` (params.yaml) it takes the ``*.csv`` files dropped in
 ``<feedback.root>/incoming/`` (write them elsewhere, then move them in). Each passes the
 pipeline's own Great Expectations suites before it is appended to the dataset's raw
-interactions; rejected files go to ``rejected/`` with the reason and fail the run, so someone
-looks. When something was appended, ``publish`` emits the asset ``feedback.asset``, which
-schedules ``mtrec_training``: recommendations -> user feedback -> retraining; appended files
-that a failed run did not announce are announced by the next. A dataset that cannot take
-feedback, or another expected error, fails the run at once (no retry). The work is in
-``mtrec.feedback``; this file only wires it.
+interactions (each file alone on the row-level rules, then all of them at once on the whole
+store, one replace per run); rejected files go to ``rejected/`` with the reason and fail the
+run, so someone looks. When something was appended, ``publish`` emits the asset
+``feedback.asset``, which schedules ``mtrec_training``: recommendations -> user feedback ->
+retraining; appended files that a failed run did not announce are announced by the next. A
+dataset that cannot take feedback, or another expected error, fails the run at once (no
+retry). The work is in ``mtrec.feedback``; this file only wires it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import time
 import pandas as pd
 import pytest
 
+import mtrec.feedback
 from mtrec.config import load_params
 from mtrec.errors import ConfigError
 from mtrec.feedback import ingest_feedback, mark_announced
@@ -46,8 +47,9 @@ def test_good_files_are_appended_once_and_bad_ones_rejected_with_the_rule(projec
     assert (
         "column 'rating': expect_column_values_to_be_between" in batch.rejected["b-bad-rating.csv"]
     )
-    # Judged on the store as it would be: 100,836 bundled + 3 just accepted + this 1.
-    assert "1 of 100840 rows" in batch.rejected["b-bad-rating.csv"]
+    # A row-level rule: judged on the file's own rows, not on the store.
+    assert "on its own rows" in batch.rejected["b-bad-rating.csv"]
+    assert "1 of 1 rows" in batch.rejected["b-bad-rating.csv"]
     assert "header 'u,i'" in batch.rejected["c-bad-header.csv"]
     assert all("was not appended (nothing from it" in why for why in batch.rejected.values())
     after = _store(project)
@@ -168,3 +170,94 @@ def test_appended_files_stay_pending_until_announced(project) -> None:
     assert again.accepted == [] and [e["file"] for e in again.pending] == ["a.csv"]
     mark_announced(params, project, again.ledger_entries)
     assert ingest_feedback(params, project).pending == []
+
+
+def _spy(monkeypatch) -> tuple[list[int], list]:
+    """Record the interactions each real gate run judged and each real atomic write's target."""
+    gated: list[int] = []
+    written: list = []
+    validate, write = mtrec.feedback.validate_tables, mtrec.feedback.write_atomic
+
+    def validate_spy(tables, *args, **kwargs):
+        gated.append(len(tables.interactions))
+        return validate(tables, *args, **kwargs)
+
+    def write_spy(target, *args, **kwargs):
+        written.append(target)
+        return write(target, *args, **kwargs)
+
+    monkeypatch.setattr(mtrec.feedback, "validate_tables", validate_spy)
+    monkeypatch.setattr(mtrec.feedback, "write_atomic", write_spy)
+    return gated, written
+
+
+def test_a_pass_gates_the_whole_store_once_and_replaces_it_once(project, monkeypatch) -> None:
+    now = int(time.time()) - 60
+    store = project / "data" / "ml-latest-small" / "ratings.csv"
+    before = store.read_bytes()
+    inode = store.stat().st_ino
+    _drop(project, "a.csv", [(1, 2, 4.5, now)])
+    _drop(project, "b.csv", [(1, 5, 3.0, now), (9999, 1, 5.0, now)])
+    _drop(project, "c.csv", [(6, 1, 2.0, now)])
+    gated, written = _spy(monkeypatch)
+
+    batch = ingest_feedback(load_params(project / "params.yaml"), project)
+
+    assert batch.accepted == ["a.csv", "b.csv", "c.csv"] and batch.rows == 4
+    stored = len(_store(project))
+    assert stored == before.count(b"\n") - 1 + 4
+    # Each file alone (1, 2 and 1 rows), then the whole store once, with all of them.
+    assert gated == [1, 2, 1, stored]
+    assert written == [store] and store.stat().st_ino != inode
+    assert store.read_bytes().startswith(before)  # earlier rows kept as they were
+
+
+def test_a_bad_file_among_good_ones_is_rejected_alone(project, monkeypatch) -> None:
+    now = int(time.time()) - 60
+    store = project / "data" / "ml-latest-small" / "ratings.csv"
+    before = store.read_bytes()
+    _drop(project, "a.csv", [(1, 2, 4.5, now)])
+    _drop(project, "b-bad-rating.csv", [(6, 1, 11.0, now)])  # fails on its own rows
+    _drop(project, "c.csv", [(1, 5, 3.0, now)])
+    # Fine on its own rows, but the bundled data holds this rating event: the whole store fails.
+    _drop(project, "d-in-store.csv", [(1, 1, 4.0, 964982703)])
+    _drop(project, "e.csv", [(6, 2, 2.0, now)])
+    gated, written = _spy(monkeypatch)
+
+    batch = ingest_feedback(load_params(project / "params.yaml"), project)
+
+    assert batch.accepted == ["a.csv", "c.csv", "e.csv"] and batch.rows == 3
+    assert set(batch.rejected) == {"b-bad-rating.csv", "d-in-store.csv"}
+    assert "on its own rows" in batch.rejected["b-bad-rating.csv"]
+    culprit = batch.rejected["d-in-store.csv"]
+    assert "ratings.csv with its rows appended" in culprit
+    assert "expect_compound_columns_to_be_unique" in culprit
+    assert all("was not appended (nothing from it" in why for why in batch.rejected.values())
+    rejected = project / "data" / "feedback" / "rejected"
+    assert culprit in (rejected / "d-in-store.csv.reason.txt").read_text()
+    assert written == [store]  # one replace, with the good files only
+    assert store.read_bytes() == before + f"1,2,4.5,{now}\n1,5,3.0,{now}\n6,2,2.0,{now}\n".encode()
+    # Each file alone; then the whole store with the four that passed (fails), with the first
+    # half a+c (passes), then with d (fails: the culprit), then with e.
+    n = before.count(b"\n") - 1
+    assert gated == [1] * 5 + [n + 4, n + 2, n + 3, n + 3]
+    ledger = (project / "data" / "feedback" / "accepted" / "ledger.jsonl").read_text()
+    assert [json.loads(x)["file"] for x in ledger.splitlines()] == ["a.csv", "c.csv", "e.csv"]
+
+
+def test_a_pass_killed_after_replacing_the_store_does_not_append_twice(project) -> None:
+    now = int(time.time()) - 60
+    _drop(project, "a.csv", [(1, 2, 4.0, now)])
+    _drop(project, "c.csv", [(6, 1, 2.0, now)])
+    store = project / "data" / "ml-latest-small" / "ratings.csv"
+    # A pass replaced the store with a.csv and c.csv, then was killed before its ledger
+    # entries; b.csv came in since, its name between theirs.
+    store.write_text(store.read_text() + f"1,2,4.0,{now}\n6,1,2.0,{now}\n")
+    _drop(project, "b.csv", [(1, 5, 3.0, now)])
+    rows = len(_store(project))
+
+    batch = ingest_feedback(load_params(project / "params.yaml"), project)
+
+    assert batch.accepted == ["a.csv", "b.csv", "c.csv"] and batch.rows == 3
+    assert len(_store(project)) == rows + 1
+    assert _store(project).tail(1)["movieId"].tolist() == [5]

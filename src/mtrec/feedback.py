@@ -1,10 +1,15 @@
 """New interaction data (the feedback loop: recommendations -> user feedback -> retraining).
 
 Files dropped in ``<feedback.root>/incoming/`` (``*.csv`` in the dataset's own ratings layout,
-header included) each pass the pipeline's data gate, the same GX suites and the same baseline,
-on the dataset as it would be with the file appended. A file that passes is appended to the
-dataset's raw interactions file (``data.raw_dir``) and moved to ``accepted/``; one that fails
-is moved to ``rejected/`` beside a ``.reason.txt`` naming file, column, rule and count.
+header included) pass the pipeline's data gate, the same GX suites and the same baseline, in
+two steps per pass, so that the cost per file does not grow with the store. Each file alone
+meets the rules that judge rows (schema, value grids, ids, encoding, duplicates within it);
+then the files that pass meet the whole gate together, once, on the store as it would be with
+all of them appended, which adds what only the whole store shows (a rating event already in
+the store, volume and drift against the accepted profile), and the store is replaced once.
+Only when that run fails are the files tried in halves, down to the ones it fails on, so the
+good ones are still appended. An appended file is moved to ``accepted/``; a rejected one to
+``rejected/`` beside a ``.reason.txt`` naming file, column, rule and count.
 
 Only regular files are read (never through a link: a symlink, FIFO or device is rejected
 unread), at most ``feedback.max_bytes`` of them; a rejection quotes at most
@@ -12,10 +17,12 @@ unread), at most ``feedback.max_bytes`` of them; a rejection quotes at most
 ``preprocess.duplicates`` decides which rating counts, as for the bundled data.
 
 Reruns are safe: ``accepted/ledger.jsonl`` records the sha256 of every appended file, so the
-same file is never appended twice, and the raw file is replaced atomically (a new inode), so
-run workspaces that hard-linked the previous version keep it. ``accepted/announced`` counts
-the ledger entries the asset event has announced: a pass that failed after appending leaves
-its entries pending, and the next pass announces them.
+same file is never appended twice; a pass killed between replacing the store and writing the
+ledger leaves its files' rows at the end of the store, where the next pass finds them. The raw
+file is replaced atomically (a new inode), so run workspaces that hard-linked the previous
+version keep it. ``accepted/announced`` counts the ledger entries the asset event has
+announced: a pass that failed after appending leaves its entries pending, and the next pass
+announces them.
 """
 
 from __future__ import annotations
@@ -142,42 +149,79 @@ def mark_announced(params: Params, project: str | Path, entries: int) -> None:
     write_atomic(accepted / ANNOUNCED, lambda tmp: tmp.write_text(f"{entries}\n"))
 
 
-def _check(
-    params: Params, project: Path, release: MovieLensRelease, candidate: bytes, work: Path
-) -> str | None:
-    """Run the data gate on the dataset with ``candidate`` as its ratings file; None = passed."""
-    raw_dir = project / params.data.raw_dir
-    staged = work / "raw"
-    staged.mkdir()
-    for name in (release.movies, release.tags):
-        if name and (raw_dir / name).exists():
-            try:
-                os.link(raw_dir / name, staged / name)
-            except OSError:  # another file system
-                shutil.copy2(raw_dir / name, staged / name)
-    (staged / release.ratings).write_bytes(candidate)
-    # A private copy of the GX context: GX writes run state under gx/.
-    gx_root = work / "gx_root"
-    shutil.copytree(
-        project / params.validate_.gx_root / "gx",
-        gx_root / "gx",
-        ignore=shutil.ignore_patterns("uncommitted"),
-    )
-    baseline_file = project / params.paths.accepted / BASELINE
-    report = validate_tables(
-        load_movielens(DataConfig(**(params.data.model_dump() | {"raw_dir": str(staged)}))),
-        gx_root,
-        read_json(baseline_file) if baseline_file.exists() else None,
-        params.validate_.tolerance,
-        params.validate_.examples,
-    )
-    return None if report.success else report.summary()
+@dataclass(eq=False)  # one per file: compared and hashed by identity
+class _Candidate:
+    """A file that was read and has the store's header: its rows, newline-terminated."""
+
+    path: Path
+    digest: str
+    body: bytes
+
+    @property
+    def rows(self) -> int:
+        """Its interactions (non-blank lines)."""
+        return sum(1 for line in self.body.splitlines() if line.strip())
+
+
+class _Gate:
+    """The pipeline's data gate on a private copy of the dataset, set up once per pass (the
+    catalogue linked, the GX context copied); each run only swaps the ratings file."""
+
+    def __init__(
+        self, params: Params, project: Path, release: MovieLensRelease, work: Path
+    ) -> None:
+        self.params, self.release = params, release
+        raw_dir = project / params.data.raw_dir
+        self.staged = work / "raw"
+        self.staged.mkdir()
+        for name in (release.movies, release.tags):
+            if name and (raw_dir / name).exists():
+                try:
+                    os.link(raw_dir / name, self.staged / name)
+                except OSError:  # another file system
+                    shutil.copy2(raw_dir / name, self.staged / name)
+        # A private copy of the GX context: GX writes run state under gx/.
+        self.gx_root = work / "gx_root"
+        shutil.copytree(
+            project / params.validate_.gx_root / "gx",
+            self.gx_root / "gx",
+            ignore=shutil.ignore_patterns("uncommitted"),
+        )
+        baseline_file = project / params.paths.accepted / BASELINE
+        self.baseline = read_json(baseline_file) if baseline_file.exists() else None
+        self.data = DataConfig(**(params.data.model_dump() | {"raw_dir": str(self.staged)}))
+
+    def failures(self, ratings: bytes, whole_store: bool) -> str | None:
+        """Run the gate with ``ratings`` as the ratings file; None = passed. Without
+        ``whole_store`` the volume / drift suites, which compare a whole store with the
+        accepted profile, are left out: what is left judges rows, not totals."""
+        (self.staged / self.release.ratings).write_bytes(ratings)
+        report = validate_tables(
+            load_movielens(self.data),
+            self.gx_root,
+            self.baseline if whole_store else None,
+            self.params.validate_.tolerance,
+            self.params.validate_.examples,
+        )
+        return None if report.success else report.summary()
+
+
+def _reject(path: Path, folder: Path, store_name: str, why: str, batch: FeedbackBatch) -> None:
+    """File ``path`` away in ``folder`` with a reason that says nothing of it was appended."""
+    reason = f"{path.name} was not appended (nothing from it was added to {store_name}): {why}"
+    log.warning("rejected %s", reason)
+    moved = _move(path, folder)
+    moved.with_name(moved.name + ".reason.txt").write_text(reason + "\n")
+    batch.rejected[path.name] = reason
 
 
 def ingest_feedback(params: Params, project: str | Path) -> FeedbackBatch:
     """Validate, append and file away every ``*.csv`` in the incoming folder, oldest name first.
 
-    Paths in ``params`` are relative to ``project`` (the folder holding ``params.yaml``).
+    Each file is judged alone on the gate's row-level rules; the files that pass are judged
+    together on the whole store (one gate run, one atomic replace per pass), and only when
+    that fails one by one, to find the files it fails on. Paths in ``params`` are relative to
+    ``project`` (the folder holding ``params.yaml``).
     """
     project = Path(project).resolve()
     cfg = params.feedback
@@ -193,7 +237,9 @@ def ingest_feedback(params: Params, project: str | Path) -> FeedbackBatch:
     store = project / params.data.raw_dir / release.ratings
     batch = FeedbackBatch(store=str(store), pending=pending)
     seen = {entry["sha256"] for entry in ledger}
-    header = store.open("rb").readline()
+    with store.open("rb") as handle:
+        header = handle.readline()
+    candidates: list[_Candidate] = []
     for path in files:
         try:
             data = _read_regular(path, cfg.max_bytes)
@@ -205,44 +251,42 @@ def ingest_feedback(params: Params, project: str | Path) -> FeedbackBatch:
                 _move(path, accepted)
                 batch.duplicates.append(path.name)
                 continue
-            candidate, rows = _appended(params, project, release, store, header, data, root)
+            candidates.append(_Candidate(path, digest, _body(data, header, release, cfg.excerpt)))
         except Rejected as exc:
-            reason = (
-                f"{path.name} was not appended (nothing from it was added to "
-                f"{release.ratings}): {exc}"
-            )
-            log.warning("rejected %s", reason)
-            moved = _move(path, rejected)
-            moved.with_name(moved.name + ".reason.txt").write_text(reason + "\n")
-            batch.rejected[path.name] = reason
-            continue
-        write_atomic(store, lambda tmp, content=candidate: tmp.write_bytes(content))
-        entry = {"file": path.name, "sha256": digest, "rows": rows, "at": int(time.time())}
-        accepted.mkdir(parents=True, exist_ok=True)
-        with open(accepted / LEDGER, "a") as out:
-            out.write(json.dumps(entry) + "\n")
-        seen.add(digest)
-        batch.pending.append(entry)
-        _move(path, accepted)
-        batch.accepted.append(path.name)
-        batch.rows += rows
-        log.info("appended %s: %d interactions -> %s", path.name, rows, store)
-    batch.ledger_entries = len(ledger) + len(batch.accepted)
-    return batch
+            _reject(path, rejected, release.ratings, str(exc), batch)
+    if not candidates:
+        return _recorded(batch, ledger, accepted, store, [])
+
+    current = store.read_bytes()
+    current = current if current.endswith(b"\n") else current + b"\n"
+    there = _already_appended(current, candidates)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".check-") as work:
+        gate = _Gate(params, project, release, Path(work))
+        fresh = []
+        for cand in candidates:
+            if cand in there:
+                continue
+            failed = gate.failures(header + cand.body, whole_store=False)
+            if failed:
+                why = f"the data gate fails on its own rows: {failed}"
+                _reject(cand.path, rejected, release.ratings, why, batch)
+            else:
+                fresh.append(cand)
+        updated, appended, culprits = (
+            _append_passing(gate, current, fresh) if fresh else (current, [], {})
+        )
+    if appended:
+        write_atomic(store, lambda tmp: tmp.write_bytes(updated))
+    for cand, failed in culprits.items():
+        why = f"the data gate fails on {release.ratings} with its rows appended: {failed}"
+        _reject(cand.path, rejected, release.ratings, why, batch)
+    done = [c for c in candidates if c in there or c in appended]
+    return _recorded(batch, ledger, accepted, store, done)
 
 
-def _appended(
-    params: Params,
-    project: Path,
-    release: MovieLensRelease,
-    store: Path,
-    header: bytes,
-    data: bytes,
-    root: Path,
-) -> tuple[bytes, int]:
-    """The ratings file with ``data``'s rows appended, and their count, if the data gate passes
-    on it; else :class:`Rejected`."""
-    chars = params.feedback.excerpt
+def _body(data: bytes, header: bytes, release: MovieLensRelease, chars: int) -> bytes:
+    """The rows of ``data``, newline-terminated, if its header is the store's; else
+    :class:`Rejected`."""
     first, _, body = data.partition(b"\n")
     if first.rstrip(b"\r") != header.rstrip(b"\r\n"):
         raise Rejected(
@@ -251,13 +295,64 @@ def _appended(
         )
     if not body.strip():
         raise Rejected("no interactions after the header")
-    body = body if body.endswith(b"\n") else body + b"\n"
-    current = store.read_bytes()
-    current = current if current.endswith(b"\n") else current + b"\n"
-    # Appended by a pass that stopped before writing the ledger: do not append again.
-    candidate = current if current.endswith(body) else current + body
-    with tempfile.TemporaryDirectory(dir=root, prefix=".check-") as work:
-        failed = _check(params, project, release, candidate, Path(work))
-    if failed:
-        raise Rejected(f"the data gate fails with its rows appended: {failed}")
-    return candidate, sum(1 for line in body.splitlines() if line.strip())
+    return body if body.endswith(b"\n") else body + b"\n"
+
+
+def _already_appended(current: bytes, candidates: list[_Candidate]) -> list[_Candidate]:
+    """The files a pass killed after replacing the store (before writing their ledger
+    entries) appended: their rows, in name order, end the store. Files that came in since may
+    sort between them, so a file whose rows are not there is skipped, not a stop."""
+    found, end = [], len(current)
+    for cand in reversed(candidates):
+        if current.endswith(cand.body, 0, end):
+            found.append(cand)
+            end -= len(cand.body)
+    return found
+
+
+def _append_passing(
+    gate: _Gate, base: bytes, files: list[_Candidate], failed: str | None = None
+) -> tuple[bytes, list[_Candidate], dict[_Candidate, str]]:
+    """``base`` with the rows of those of ``files`` (in order) the whole-store gate lets in,
+    those files, and the others with the gate's summary. One gate run when it passes on all
+    (the usual case); else each half in turn, down to the single files it fails on, so good
+    files still go in. ``failed``: the known summary of the gate on ``base`` + all ``files``.
+    """
+    if failed is None:
+        candidate = base + b"".join(cand.body for cand in files)
+        failed = gate.failures(candidate, whole_store=True)
+        if failed is None:
+            return candidate, files, {}
+    if len(files) == 1:
+        return base, [], {files[0]: failed}
+    half = len(files) // 2
+    base, first, culprits = _append_passing(gate, base, files[:half])
+    # The whole first half went in: ``base`` + the second half is what just failed.
+    known = failed if len(first) == half else None
+    base, second, more = _append_passing(gate, base, files[half:], known)
+    return base, first + second, culprits | more
+
+
+def _recorded(
+    batch: FeedbackBatch,
+    ledger: list[dict],
+    accepted: Path,
+    store: Path,
+    done: list[_Candidate],
+) -> FeedbackBatch:
+    """Write the ledger entries of the files whose rows are in the store, then file them in
+    ``accepted/`` (killed in between, the next pass finds their digests in the ledger)."""
+    at = int(time.time())
+    entries = [{"file": c.path.name, "sha256": c.digest, "rows": c.rows, "at": at} for c in done]
+    if entries:
+        accepted.mkdir(parents=True, exist_ok=True)
+        with open(accepted / LEDGER, "a") as out:
+            out.writelines(json.dumps(entry) + "\n" for entry in entries)
+    for cand in done:
+        _move(cand.path, accepted)
+        batch.accepted.append(cand.path.name)
+        batch.rows += cand.rows
+        log.info("appended %s: %d interactions -> %s", cand.path.name, cand.rows, store)
+    batch.pending += entries
+    batch.ledger_entries = len(ledger) + len(entries)
+    return batch
