@@ -47,8 +47,9 @@ def write_atomic(split: Path, folder: Path) -> dict[str, list[list[str]]]:
 
 
 def settings(folder: Path, model: str, seed: int, args: argparse.Namespace) -> dict:
-    """RecBole's config: PEERS.md's protocol (embedding 64, batch 4096, 1 uniform negative,
-    Adam, early stopping (10) on valid NDCG@10, full ranking)."""
+    """RecBole's config: the protocol of the split's published figures
+    (data/ml-latest-small/recbole-split-seed2026/README.md: embedding 64, batch 4096, 1 uniform
+    negative, Adam, early stopping (10) on valid NDCG@10, full ranking)."""
     return {
         "data_path": str(folder.parent),
         "checkpoint_dir": str(folder / "saved"),
@@ -116,7 +117,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--candidates", type=Path)
     args = parser.parse_args()
-    # One thread: two OpenMP threads on two shared cores ran BPR 19x slower (PEERS.md).
+    # One thread: two OpenMP threads on two shared cores ran BPR 19x slower on this kind of machine.
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "bench"
