@@ -67,7 +67,11 @@ def form_overrides(form: Mapping[str, Any], project: Path | None = None) -> dict
         defaults = form_overrides(form_defaults(load_params(project / PARAMS_FILE)))
         changed = form_overrides(dict(form, preset=None))
         return deep_merge(read_preset(project, form["preset"]), _changed(changed, defaults))
-    bad = [s for s in form.get("seeds", ()) if int(s) not in _SEED_RANGE]
+    try:
+        seeds = [int(s) for s in form.get("seeds", ())]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"seeds must be whole numbers, one per line: {exc}") from exc
+    bad = [s for s in seeds if s not in _SEED_RANGE]
     if bad:
         raise ConfigError(f"seeds {bad} are outside 0 .. 2**32 - 1")
     return form_to_params(form)

@@ -103,7 +103,11 @@ def _index_map(raw: list, idx: list[int], theirs: dict) -> torch.Tensor:
 
 
 def rescore_champion(
-    params: Params, registry: Registry, champion: ChampionScore, test_hash: str
+    params: Params,
+    data: ProcessedData,
+    registry: Registry,
+    champion: ChampionScore,
+    test_hash: str,
 ) -> ChampionScore:
     """The champion's own checkpoint scored on this run's test set, its ids translated through
     its serving bundle; when its files cannot be read, the old score with a note saying why
@@ -125,7 +129,6 @@ def rescore_champion(
     except (MlflowException, OSError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
         log.warning("champion v%s cannot be re-scored: %s", champion.version, exc)
         return replace(champion, note=f"its model files could not be read: {exc}")
-    data = load_processed(params)
     # The bundle knows the champion's target items only: the test set's are target items.
     translated = _Translated(
         model,
@@ -144,7 +147,13 @@ def rescore_champion(
 
 
 def _log_run(
-    params: Params, strategy: str, seed: int, metrics: dict, decision: dict, checkpoint: Path
+    params: Params,
+    data: ProcessedData,
+    strategy: str,
+    seed: int,
+    metrics: dict,
+    decision: dict,
+    checkpoint: Path,
 ) -> str:
     """One MLflow run: params, metrics, lineage, reports, decision, and the pyfunc model."""
     import mlflow
@@ -183,7 +192,7 @@ def _log_run(
                 mlflow.log_artifact(lineage, "lineage")
         mlflow.log_artifacts(params.paths.reports, "reports")
         mlflow.log_dict(decision, "decision.json")
-        bundle = build_bundle(load_processed(params), TARGET, Path(tmp) / "bundle.pt")
+        bundle = build_bundle(data, TARGET, Path(tmp) / "bundle.pt")
         # A model from code: the version stores MODEL_CODE and tensors, no pickled class.
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -199,6 +208,7 @@ def run(params: Params) -> None:
     """Register the configured strategy's first-seed model and move aliases per the gates."""
     metrics = read_json(params.paths.report(evaluate.METRICS_FILE))
     validation = read_json(params.paths.report(validate.REPORT))
+    data = load_processed(params)  # read once: the bundle and a champion's re-scoring use it
     strategy = registered_strategy(params)
     seed = params.eval.seeds[0]
     checkpoint = transferred_path(params, strategy, seed)
@@ -209,7 +219,7 @@ def run(params: Params) -> None:
     existing = registry.existing_version(fingerprint)
     champion = registry.champion(metric)
     if champion is not None and champion.test_hash != metrics["test_hash"]:
-        champion = rescore_champion(params, registry, champion, metrics["test_hash"])
+        champion = rescore_champion(params, data, registry, champion, metrics["test_hash"])
     decision = decide(
         metrics,
         strategy,
@@ -226,7 +236,7 @@ def run(params: Params) -> None:
             "model already registered as %s v%s; not registering again", cfg.model_name, version
         )
     else:
-        version = _log_run(params, strategy, seed, metrics, decision.to_dict(), checkpoint)
+        version = _log_run(params, data, strategy, seed, metrics, decision.to_dict(), checkpoint)
         registry.client.set_model_version_tag(cfg.model_name, version, FINGERPRINT_TAG, fingerprint)
     aliases = registry.set_aliases(version, decision, champion and champion.version)
     for check in decision.checks:
