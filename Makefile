@@ -12,10 +12,9 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 .PHONY: help run test install lint clean airflow mlflow bench bench-quality repro exp plots serve secrets
 .DEFAULT_GOAL := help
 
-# What `make serve` serves: params.yaml's registry (tracking_uri made absolute), model_name
-# and serving.alias.
-MLFLOW_DB := sqlite:///$(CURDIR)/mlflow.db
-SERVE_MODEL ?= models:/mtrec@champion
+# What `make serve` serves (python -m mtrec serve): SERVE_MODEL, e.g. models:/mtrec/3, or when
+# empty params.yaml's registered model at serving.alias, from registry.tracking_uri.
+SERVE_MODEL ?=
 SERVE_PORT ?= 5001
 ARGS ?=
 
@@ -63,8 +62,7 @@ plots: | $(VENV)/.installed ## dvc plots show: the transfer curve as HTML (dvc_p
 	dvc plots show $(ARGS)
 
 serve: | $(VENV)/.installed ## REST API of the registry's @champion on :5001 (POST /invocations)
-	MLFLOW_TRACKING_URI=$(MLFLOW_DB) mlflow models serve -m $(SERVE_MODEL) \
-		--env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
+	python -m mtrec serve $(if $(SERVE_MODEL),--model $(SERVE_MODEL)) --port $(SERVE_PORT)
 
 # Local UIs. `make airflow`: Airflow standalone on the project's DAGs (UI :8080, login printed;
 # Ctrl-C stops it all). `make mlflow`: the MLflow UI on the local registry (:5000).

@@ -1,5 +1,6 @@
 """mtrec_rollback: move ``@champion`` back to the version it replaced (or a named one), or
-re-admit a version rolled back from.
+re-admit a version rolled back from. After a rollback the newest run's batch recommendations
+are made again from the restored ``@champion``, so serving follows it.
 
 Who triggered it and the reason given in the form are recorded on both versions (tags
 ``mtrec.rollback.*`` / ``mtrec.rolled_back`` and the version descriptions). A version rolled
@@ -99,7 +100,24 @@ def mtrec_rollback() -> None:
             raise AirflowFailException(str(exc)) from exc
         return asdict(done)
 
-    rollback()
+    @task
+    def recommend(result: dict) -> str:
+        """``dvc repro recommend`` in the newest run workspace of this model, so the served
+        recommendations come from the restored ``@champion``; skipped when ``@champion`` did
+        not move (readmit) or no run of this model has recommendations to refresh."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mtrec.workspace import run_stage, serving_workspace
+
+        if "readmitted" in result:
+            raise AirflowSkipException("readmit does not move @champion: nothing to refresh")
+        workspace = serving_workspace(PROJECT_DIR, result["model_name"])
+        if workspace is None:
+            raise AirflowSkipException(f"no run workspace registered {result['model_name']}")
+        run_stage(workspace, "recommend")
+        return str(workspace)
+
+    recommend(rollback())
 
 
 mtrec_rollback()

@@ -4,10 +4,12 @@
 # manager's tables), imports the GPU pool, and creates the admin from .env (a rerun leaves an
 # existing admin as it is: FAB prints "already exists").
 set -euo pipefail
-python /opt/mtrec/scripts/make_secrets.py --check
+# Paths from the script's own place and Airflow's settings (/opt/mtrec/scripts and
+# /opt/airflow/dags in the image), so the live test runs this same file from a checkout.
+python "$(dirname "$0")/../scripts/make_secrets.py" --check
 airflow db migrate
 airflow fab-db migrate
-airflow pools import /opt/airflow/dags/pools.json
+airflow pools import "${AIRFLOW__CORE__DAGS_FOLDER:-${AIRFLOW_HOME}/dags}/pools.json"
 airflow users create --role Admin --username "${AIRFLOW_ADMIN_USER}" \
   --password "${AIRFLOW_ADMIN_PASSWORD}" --firstname mtrec --lastname admin \
   --email "${AIRFLOW_ADMIN_USER}@localhost"

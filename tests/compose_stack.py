@@ -67,3 +67,18 @@ def service_argv(service: dict) -> list[str]:
     if command and command[0] in AIRFLOW_PASSTHROUGH:
         return command
     return ["airflow", *command]
+
+
+def native_process(service: dict, local: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """A service's process and environment as this machine runs it: :func:`service_argv`, then
+    every container path and service address in them replaced by its ``local`` counterpart
+    (longest first, so ``/opt/mtrec/docker`` wins over ``/opt/mtrec``)."""
+    keys = sorted(local, key=len, reverse=True)
+
+    def here(text: str) -> str:
+        for key in keys:
+            text = text.replace(key, local[key])
+        return text
+
+    env = {k: here(v) for k, v in (service.get("environment") or {}).items() if v is not None}
+    return [here(arg) for arg in service_argv(service)], env

@@ -26,7 +26,7 @@ def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 def test_top_level_help_lists_every_stage_with_its_line(capsys) -> None:
     out = _help(capsys, "--help")
-    for name in (*ALL_STAGES, "preset"):
+    for name in (*ALL_STAGES, "preset", "serve"):
         assert name in out
     for info in STAGE_INFO.values():
         assert info.summary in " ".join(out.split())

@@ -107,7 +107,7 @@ def test_airflow_uses_the_fab_auth_manager_and_creates_the_admin(services) -> No
     assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager")
     init = service_argv(services["airflow-init"])
     script = (PROJECT_ROOT / init[-1].removeprefix("/opt/mtrec/")).read_text()
-    assert "make_secrets.py --check" in script
+    assert 'scripts/make_secrets.py" --check' in script
     assert "airflow users create --role Admin" in script
     assert services["airflow-init"]["environment"]["AIRFLOW_ADMIN_PASSWORD"]
 
@@ -202,7 +202,9 @@ def test_the_image_holds_what_runs_need_and_volumes_its_user_owns(services) -> N
     for name in ("airflow-worker", "airflow-worker-gpu", "airflow-scheduler"):
         targets = {v["target"] for v in services[name]["volumes"]}
         assert {"/opt/mtrec/data", "/opt/mtrec/runs", "/opt/mtrec/.dvc/cache"} <= targets, name
+    # The GPU pool airflow-init imports is the image's (AIRFLOW_HOME /opt/airflow).
+    assert "COPY --chown=airflow:root dags /opt/airflow/dags" in dockerfile
     assert (
-        "airflow pools import /opt/airflow/dags/pools.json"
+        'pools import "${AIRFLOW__CORE__DAGS_FOLDER:-${AIRFLOW_HOME}/dags}/pools.json"'
         in (PROJECT_ROOT / "docker" / "airflow-init.sh").read_text()
     )

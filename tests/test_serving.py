@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+import requests
 import yaml
 
+from mtrec.config import write_params
 from mtrec.errors import RegistryError
 from mtrec.registry import Registry
 from mtrec.serving import MODEL_CODE, load_recommender
@@ -131,3 +137,57 @@ def test_tampered_code_or_loader_is_refused_before_anything_runs(
     mlmodel.write_text(yaml.safe_dump(spec))
     with pytest.raises(RegistryError, match="would unpickle"):
         load_recommender(uri)
+
+
+def _serve(params, tmp_path: Path, port: int, **kwargs) -> subprocess.Popen:
+    """``python -m mtrec serve`` (what `make serve` runs) on ``params``'s registry."""
+    write_params(params, tmp_path / "params.yaml")
+    command = ["serve", "--params", str(tmp_path / "params.yaml"), "--port", str(port)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "mtrec", *command],
+        text=True,
+        **kwargs,
+    )
+
+
+def test_the_rest_server_serves_the_alias_as_mlflow_models_serve_would(
+    registered, registry, tmp_path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = _serve(registered, tmp_path, port)  # serving.alias challenger: version 1
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/invocations",
+            json={"dataframe_split": {"columns": ["user"], "data": [[1], [2]]}, "params": {"k": 3}},
+            timeout=60,
+        )
+        assert answer.ok, answer.text
+        rows = answer.json()["predictions"]
+        assert [(r["user"], r["rank"]) for r in rows] == [(u, k) for u in (1, 2) for k in (1, 2, 3)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_rest_server_refuses_a_tampered_version_before_it_runs(
+    registered, registry, tampered, tmp_path
+) -> None:
+    """`mlflow models serve` would run a tampered version's code; `mtrec serve` checks first."""
+    marker = tmp_path / "exploited"
+    code = tampered / MODEL_CODE.name
+    code.write_text(f"open({str(marker)!r}, 'w')\n" + code.read_text())
+    server = _serve(registered, tmp_path, 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, stderr = server.communicate(timeout=120)
+    assert server.returncode == 1, stderr
+    assert "mtrec serve: RegistryError" in stderr and "differs from this package" in stderr
+    assert not marker.exists()

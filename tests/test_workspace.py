@@ -13,6 +13,7 @@ from mtrec.workspace import (
     create_workspace,
     form_overrides,
     run_stage,
+    serving_workspace,
     workspace_name,
 )
 
@@ -167,3 +168,20 @@ def test_cleanup_keeps_the_newest_workspaces_and_the_cache_they_use(tmp_path) ->
     (project / ".dvc" / "config").unlink()
     assert clean_runs(project, keep=2)["removed"] == []
     assert _cache_objects(project) == after
+
+
+def test_serving_follows_the_newest_run_that_registered_the_model(tmp_path) -> None:
+    project = make_project(tmp_path)
+    assert serving_workspace(project, "mtrec") is None  # no runs yet
+    older = create_workspace(project, "manual__1")
+    other_target = create_workspace(project, "manual__2", {"target": {"genres": ["Horror"]}})
+    unregistered = create_workspace(project, "manual__3")
+    for i, workspace in enumerate((older, other_target, unregistered)):
+        os.utime(workspace / "run.json", (1000 + i, 1000 + i))  # creation order
+    for workspace in (older, other_target):
+        (workspace / "reports").mkdir()
+        (workspace / "reports" / "registration.json").write_text("{}")
+
+    assert serving_workspace(project, "mtrec") == older  # the newest ran no register yet
+    assert serving_workspace(project, "mtrec-horror") == other_target
+    assert serving_workspace(project, "mtrec-nothing") is None

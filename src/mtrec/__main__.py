@@ -1,7 +1,7 @@
 """Command line: ``python -m mtrec <stage> [item] [--params params.yaml]`` runs one stage;
 ``python -m mtrec preset <name>`` applies a dataset preset (``configs/<name>.yaml``) to the
-params file. ``python -m mtrec <stage> --help`` says what a stage reads, writes and which
-params it uses."""
+params file; ``python -m mtrec serve`` serves the registry's ``@champion`` over REST.
+``python -m mtrec <stage> --help`` says what a stage reads, writes and which params it uses."""
 
 from __future__ import annotations
 
@@ -14,14 +14,23 @@ import textwrap
 import time
 from typing import get_args
 
-from mtrec.config import PARAMS_FILE, Params, Strategy, apply_preset, load_params, presets
+from mtrec.config import (
+    PARAMS_FILE,
+    Params,
+    Strategy,
+    apply_preset,
+    load_params,
+    presets,
+    registry_config,
+)
 from mtrec.errors import ERROR_FILE_ENV, ConfigError, MtrecError
 from mtrec.io import write_json
 from mtrec.stages import ALL_STAGES, STAGE_INFO, stage_runner
 
 log = logging.getLogger("mtrec")
 PRESET = "preset"
-COMMAND_NAMES = (*ALL_STAGES, PRESET)
+SERVE = "serve"
+COMMAND_NAMES = (*ALL_STAGES, PRESET, SERVE)
 
 
 def nearest(name: str, known: list[str] | tuple[str, ...]) -> str:
@@ -81,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("name", nargs="?", help="the preset (see --list)")
     preset.add_argument("--list", action="store_true", help="list the presets and exit")
     preset.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
+    serve = commands.add_parser(
+        SERVE,
+        help="REST API (POST /invocations) of a registered version, checked before it loads",
+        description="Serve a version as `mlflow models serve` does (same REST API), after "
+        "checking it is an mtrec model from code with this package's code: a tampered version "
+        "is refused before any of it runs. Registry: registry.tracking_uri (or "
+        "MLFLOW_TRACKING_URI).",
+    )
+    serve.add_argument(
+        "--model",
+        help="models:/<name>@<alias> or models:/<name>/<version> (default: the params' "
+        "registered model at serving.alias)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    serve.add_argument("--port", type=int, default=5001, help="default: %(default)s")
+    serve.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     return parser
 
 
@@ -106,6 +131,25 @@ def _preset(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from mtrec.registry import tracking_uri
+    from mtrec.serving import serve
+
+    try:
+        params = load_params(args.params)
+        registry = registry_config(params)
+        model = args.model or f"models:/{registry.model_name}@{params.serving.alias}"
+        mlflow.set_tracking_uri(tracking_uri(registry))
+        log.info("serving %s on http://%s:%d", model, args.host, args.port)
+        serve(model, args.host, args.port)
+    except MtrecError as exc:
+        print(f"mtrec serve: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one stage; expected failures print one clear line and exit 1."""
     argv = sys.argv[1:] if argv is None else argv
@@ -126,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     log.setLevel(logging.INFO)
+    if args.stage == SERVE:
+        return _serve(args)
     start = time.perf_counter()
     # Under torchrun, join the data-parallel group. Imported only then: it imports torch
     # (2 s), which ingest, validate and preprocess never need.

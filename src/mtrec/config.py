@@ -316,7 +316,10 @@ class TrainConfig(_Section):
         None, gt=0.0, description="wall-time budget; when spent, the best epoch so far is kept"
     )
     valid_negatives: int = Field(
-        100, ge=1, description="ndcg: sampled unseen items each valid positive is ranked against"
+        100,
+        ge=0,
+        description="ndcg: sampled unseen items each valid positive is ranked against; 0 = "
+        "every item of the domain (full ranking)",
     )
     resample_negatives: bool = Field(
         False, description="redraw each unclicked row's item every epoch (implicit data)"

@@ -1,7 +1,8 @@
 """The registered model: an MLflow pyfunc returning top-K target-domain items per user.
 
-``mlflow models serve -m models:/mtrec@champion`` serves it; input is a DataFrame with a
-``user`` column of raw user ids; output has one row per (user, rank). Items the user has
+``python -m mtrec serve`` (``make serve``) serves it over MLflow's REST API after
+:func:`load_recommender` has checked it; input is a DataFrame with a ``user`` column of raw user
+ids; output has one row per (user, rank). Items the user has
 already interacted with are never recommended; unknown users get the most popular items.
 
 A version holds no pickled code: it is logged as a "model from code" (``MODEL_CODE``, which
@@ -120,3 +121,13 @@ def load_recommender(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
         check_model_dir(local)
         return mlflow.pyfunc.load_model(str(local))
+
+
+def serve(model_uri: str, host: str, port: int) -> None:
+    """Answer ``POST /invocations`` and ``GET /ping`` as ``mlflow models serve`` does, for a
+    version :func:`load_recommender` checked first: ``mlflow models serve`` would load (and
+    run the stored code of) any version, a tampered one included."""
+    import uvicorn
+    from mlflow.pyfunc import scoring_server
+
+    uvicorn.run(scoring_server.init(load_recommender(model_uri)), host=host, port=port)

@@ -33,11 +33,13 @@ from mtrec.config import (
     form_to_params,
     load_params,
     read_preset,
+    registered_model_name,
     write_params,
 )
 from mtrec.errors import ERROR_FILE_ENV, ConfigError, StageFailed, StageRejected
 from mtrec.io import read_json, write_json
 from mtrec.registry import git_revision
+from mtrec.summary import REGISTRATION
 
 log = logging.getLogger(__name__)
 
@@ -299,16 +301,34 @@ def project_params(project: Path) -> Params:
     return _absolute_locations(load_params(project / PARAMS_FILE), project)
 
 
-def clean_runs(project: Path, keep: int) -> dict[str, list[str]]:
-    """Delete all but the ``keep`` newest run workspaces, then the DVC cache objects that
-    neither the project nor a kept workspace uses (``dvc gc --workspace --projects``)."""
-    project = Path(project).resolve()
+def _newest_first(project: Path) -> list[Path]:
+    """The project's run workspaces, the most recently created first."""
     runs = project / RUNS_DIR
-    workspaces = sorted(
+    return sorted(
         (p for p in runs.iterdir() if p.is_dir()) if runs.exists() else [],
         key=lambda p: (p / RUN_INFO if (p / RUN_INFO).exists() else p).stat().st_mtime,
         reverse=True,
     )
+
+
+def serving_workspace(project: Path, model_name: str) -> Path | None:
+    """The newest run workspace that registered into ``model_name`` (its recommendations are
+    the ones served for that model), or None when no run has."""
+    for workspace in _newest_first(Path(project).resolve()):
+        if not (workspace / PARAMS_FILE).is_file():
+            continue  # cut short before its params were written
+        params = load_params(workspace / PARAMS_FILE)
+        registered = (workspace / params.paths.report(REGISTRATION)).is_file()
+        if registered and registered_model_name(params) == model_name:
+            return workspace
+    return None
+
+
+def clean_runs(project: Path, keep: int) -> dict[str, list[str]]:
+    """Delete all but the ``keep`` newest run workspaces, then the DVC cache objects that
+    neither the project nor a kept workspace uses (``dvc gc --workspace --projects``)."""
+    project = Path(project).resolve()
+    workspaces = _newest_first(project)
     kept, removed = workspaces[:keep], workspaces[keep:]
     for workspace in removed:
         shutil.rmtree(workspace)

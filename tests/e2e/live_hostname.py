@@ -1,12 +1,13 @@
-"""``[core] hostname_callable`` for the live stack's Celery workers.
+"""``[core] hostname_callable`` for the live stack's services.
 
-Both workers run on one machine, so the usual FQDN cannot tell them apart; each reports the
-name in ``MTREC_WORKER_NAME`` instead, and task instances record which worker ran them.
+Every compose service runs on one machine there, so the usual FQDN cannot tell the two Celery
+workers apart; each service reports its compose service name in ``MTREC_WORKER_NAME`` instead
+(a container's own hostname in compose), and task instances record which worker ran them.
 """
 
 import os
 
 
 def worker_name() -> str:
-    """The worker's name as task instances record it."""
+    """The service's name as task instances record it."""
     return os.environ["MTREC_WORKER_NAME"]

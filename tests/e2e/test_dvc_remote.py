@@ -33,3 +33,10 @@ def test_push_then_pull_restores_the_data_byte_for_byte(project) -> None:
     assert _hashes(project) == before
     status = run_dvc(project, "status", "preprocess")
     assert "up to date" in status.stdout, status.stdout
+
+
+def test_the_s3_remote_of_the_compose_stack_is_supported(project) -> None:
+    """dvc-s3 is installed (the stack extra): DVC lists s3 among the remotes it supports."""
+    version = run_dvc(project, "version")
+    assert version.returncode == 0, version.stderr
+    assert "s3 (s3fs" in version.stdout, version.stdout

@@ -1,8 +1,13 @@
-"""The production topology, live: Airflow on PostgreSQL with the CeleryExecutor (Redis broker),
-scheduler, dag-processor, API server, triggerer, one Celery worker per queue (default, gpu),
-and an MLflow server with a PostgreSQL backend store and basic auth, started from the command
-line docker-compose.yaml gives it (under its image's entrypoint); everything driven through
-the REST APIs, the registry only with a login.
+"""The production topology, live, as docker-compose.yaml defines it: every service that runs
+the mtrec image (airflow-init, the API server with the FAB auth manager, scheduler,
+dag-processor, triggerer, one Celery worker per queue, MLflow with basic auth) is started from
+its own command line and environment in the compose file, parsed by compose itself, with its
+image's entrypoint rules applied and its container paths and service addresses mapped onto
+this machine (``tests/compose_stack.py``): the file and the tested topology cannot drift apart.
+The stores are this machine's PostgreSQL (metadata DB, Celery results, MLflow's backend and
+users) and Redis (broker); MinIO is left out (a local artifact folder). Everything is driven
+through the REST APIs with the admin airflow-init created from a generated .env, the registry
+only with a login.
 
 It needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and Redis on 127.0.0.1:6379
 (`.ci/run` starts both). It creates and drops its own databases, keeps its Redis keys under a
@@ -13,14 +18,12 @@ machine without those services.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ import yaml
 from mtrec.io import read_json
 from mtrec.stages import register
 
-from ..compose_stack import make_secrets, read_env, service_argv, services
+from ..compose_stack import make_secrets, native_process, read_env, services
 from ..conftest import PROJECT_ROOT, make_project, tool_env
 from ..registry_project import evaluated, preprocessed, registry_params, write_checkpoints
 
@@ -89,6 +92,7 @@ class Stack:
     env: dict[str, str]
     api: str
     mlflow_uri: str
+    admin: tuple[str, str]  # Airflow's admin (FAB), created by airflow-init from .env
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     session: requests.Session = field(default_factory=requests.Session)
 
@@ -102,16 +106,6 @@ class Stack:
             start_new_session=True,  # its own process group, stopped as one
             cwd=self.root,
         )
-
-    def airflow(self, *args: str) -> None:
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
-            env=self.env,
-            text=True,
-            capture_output=True,
-            timeout=600,
-        )
-        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
     def call(self, method: str, path: str, **kwargs) -> dict:
         response = self.session.request(method, f"{self.api}/api/v2{path}", timeout=30, **kwargs)
@@ -233,13 +227,31 @@ def _seed_champion(stack: Stack, canonical) -> None:
         register.run(params)
 
 
-def _mlflow_command(secrets_env: Path, port: int, backend: str, artifacts: Path) -> list[str]:
-    """docker-compose.yaml's MLflow process, with this machine's addresses and stores."""
-    argv = service_argv(services(secrets_env)["mlflow"])
+# The compose services that run the mtrec image, started natively in this order (airflow-init
+# runs to completion first; postgres, redis and MinIO are this machine's or left out).
+AIRFLOW_SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+)
+
+
+def _set_env_line(path: Path, key: str, value: str) -> None:
+    lines = [
+        f"{key}={value}" if x.startswith(f"{key}=") else x for x in path.read_text().split("\n")
+    ]
+    path.write_text("\n".join(lines))
+
+
+def _mlflow_argv(argv: list[str], port: int, artifacts: Path) -> list[str]:
+    """docker-compose.yaml's MLflow process with this machine's address and, MinIO not being
+    here, a local artifact folder."""
     local = {
         "--host": "127.0.0.1",
         "--port": str(port),
-        "--backend-store-uri": backend,
         "--artifacts-destination": artifacts.as_uri(),
     }
     out = [
@@ -247,7 +259,7 @@ def _mlflow_command(secrets_env: Path, port: int, backend: str, artifacts: Path)
         for a in argv
     ]
     assert out[:2] == ["mlflow", "server"] and "--app-name=basic-auth" in out, out
-    return [sys.executable, "-m", *out, "--workers=1"]
+    return [*out, "--workers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +272,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     prefix = f"mtrec-live-{suffix}:"
     secrets_env = root / ".env"
     assert make_secrets("--env-file", str(secrets_env)).returncode == 0
+    # This machine's Postgres trusts its own users: compose's database user is one of them.
+    _set_env_line(secrets_env, "POSTGRES_USER", PG["user"])
     dotenv = read_env(secrets_env)
+    compose = services(secrets_env)
 
     project = make_project(root)
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -275,38 +290,60 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     params["schedule"]["feedback"] = None  # only the run this test triggers
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    ports = {name: _free_port() for name in ("api", "mlflow")}
-    api, mlflow_uri = f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['mlflow']}"
-    password = secrets.token_urlsafe(12)
-    (root / "passwords.json").write_text(json.dumps({"admin": password}))
-    pg = f"postgres@{PG['host']}:{PG['port']}"
-    env = tool_env(root) | {
-        "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
-        "AIRFLOW__API__BASE_URL": api,
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{pg}/{airflow_db}",
-        "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS[0]}:{REDIS[1]}/0",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{pg}/{airflow_db}",
-        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": prefix,
-        "MLFLOW_TRACKING_URI": mlflow_uri,
-        # The registry's login, as compose gives it to every Airflow service.
-        "MLFLOW_TRACKING_USERNAME": dotenv["MLFLOW_ADMIN_USER"],
-        "MLFLOW_TRACKING_PASSWORD": dotenv["MLFLOW_ADMIN_PASSWORD"],
-        "MTREC_PROJECT_DIR": str(project),
+    ports = {
+        name: _free_port()
+        for name in ("api", "mlflow", "health", "trigger-logs", *AIRFLOW_SERVICES)
     }
-    stack = Stack(root, project, env, api, mlflow_uri)
+    api, mlflow_uri = f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['mlflow']}"
+    pg = f"{PG['host']}:{PG['port']}"
+    # Each container path and service address in the compose file, as it is on this machine.
+    local = {
+        "/opt/mtrec/docker": str(PROJECT_ROOT / "docker"),  # the image's copies of the repo's
+        "/opt/mtrec/scripts": str(PROJECT_ROOT / "scripts"),
+        "/opt/airflow/dags": str(PROJECT_ROOT / "dags"),
+        "/opt/mtrec": str(project),  # MTREC_PROJECT_DIR: the project the services work on
+        "@postgres/airflow": f"@{pg}/{airflow_db}",
+        "@postgres/mlflow": f"@{pg}/{mlflow_db}",
+        "redis://redis:6379": f"redis://{REDIS[0]}:{REDIS[1]}",
+        "http://airflow-apiserver:8080": api,
+        "http://mlflow:5000": mlflow_uri,
+    }
+    # What the image and the container runtime give every service and the file does not say:
+    # the image's AIRFLOW_HOME and DAG folder; and, all "containers" sharing one machine, a port
+    # each on 127.0.0.1, the service name as hostname (task instances record which worker ran
+    # them), broker keys under this test's prefix, and a worker concurrency for two cores.
+    runtime = tool_env(root) | {
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(ports["api"]),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(ports["health"]),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger-logs"]),
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": prefix,
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.live_hostname.worker_name",
+        # The hostname callable's module, in front of the PYTHONPATH the stack runs with.
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    worker_env = native_process(compose["airflow-worker"], local)[1]
+    stack = Stack(
+        root,
+        project,
+        runtime | worker_env,
+        api,
+        mlflow_uri,
+        admin=(dotenv["AIRFLOW_ADMIN_USER"], dotenv["AIRFLOW_ADMIN_PASSWORD"]),
+    )
     # MLflow's auth users in Postgres too (compose keeps them in a volume's SQLite file).
     ini = (PROJECT_ROOT / "docker" / "mlflow-auth.ini").read_text()
     auth_ini = root / "mlflow-auth.ini"
     auth_ini.write_text(
         "\n".join(
-            f"database_uri = postgresql+psycopg2://{pg}/{auth_db}"
+            f"database_uri = postgresql+psycopg2://postgres@{pg}/{auth_db}"
             if line.startswith("database_uri")
             else line
             for line in ini.splitlines()
@@ -315,48 +352,31 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     for db in (airflow_db, mlflow_db, auth_db):
         _postgres(f"CREATE DATABASE {db}")
     try:
-        mlflow_env = services(secrets_env)["mlflow"]["environment"]
+        argv, env = native_process(compose["airflow-init"], local)
+        init = subprocess.run(
+            argv, env=runtime | env, text=True, capture_output=True, timeout=600, cwd=root
+        )
+        assert init.returncode == 0, (init.stdout + init.stderr)[-4000:]
+        argv, env = native_process(compose["mlflow"], local)
         stack.start(
             "mlflow",
-            *_mlflow_command(
-                secrets_env,
-                ports["mlflow"],
-                f"postgresql+psycopg2://{pg}/{mlflow_db}",
-                root / "mlartifacts",
-            ),
-            MLFLOW_AUTH_CONFIG_PATH=str(auth_ini),
-            MLFLOW_AUTH_ADMIN_USERNAME=mlflow_env["MLFLOW_AUTH_ADMIN_USERNAME"],
-            MLFLOW_AUTH_ADMIN_PASSWORD=mlflow_env["MLFLOW_AUTH_ADMIN_PASSWORD"],
-            MLFLOW_FLASK_SERVER_SECRET_KEY=mlflow_env["MLFLOW_FLASK_SERVER_SECRET_KEY"],
-            # No job runner: its huey consumers (MLflow's GenAI jobs, which nothing here uses)
-            # poll at three quarters of a core, which the stages and the other tests need.
-            MLFLOW_SERVER_ENABLE_JOB_EXECUTION=mlflow_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"],
+            *_mlflow_argv(argv, ports["mlflow"], root / "mlartifacts"),
+            **env | {"MLFLOW_AUTH_CONFIG_PATH": str(auth_ini)},
         )
-        stack.airflow("db", "migrate")
-        stack.airflow("pools", "import", str(PROJECT_ROOT / "dags" / "pools.json"))
-        airflow = (sys.executable, "-m", "airflow")
-        stack.start("api-server", *airflow, "api-server", "--port", str(ports["api"]), "-w", "1")
-        stack.start("scheduler", *airflow, "scheduler")
-        stack.start("dag-processor", *airflow, "dag-processor")
-        # Task logs are files under AIRFLOW_HOME on this one machine: no log servers (ports).
-        stack.start("triggerer", *airflow, "triggerer", "--skip-serve-logs")
-        for queue, concurrency in (("default", "2"), ("gpu", "1")):
-            stack.start(
-                f"worker-{queue}",
-                *airflow, "celery", "worker", "--queues", queue, "--concurrency", concurrency,
-                "--celery-hostname", f"{queue}@%h", "--skip-serve-logs",
-                AIRFLOW__CORE__HOSTNAME_CALLABLE="tests.e2e.live_hostname.worker_name",
-                # The hostname callable's module, in front of the PYTHONPATH the stack runs with.
-                PYTHONPATH=os.pathsep.join(
-                    filter(None, [str(PROJECT_ROOT), stack.env.get("PYTHONPATH")])
-                ),
-                MTREC_WORKER_NAME=f"{queue}-worker",
-            )  # fmt: skip
+        for name in AIRFLOW_SERVICES:
+            argv, env = native_process(compose[name], local)
+            # Two workers, one machine: each serves its task logs on a port of its own.
+            env |= {
+                "MTREC_WORKER_NAME": name,
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports[name]),
+            }
+            stack.start(name, *argv, **env)
 
         _wait("MLflow", lambda: requests.get(f"{mlflow_uri}/health", timeout=5).ok, 180)
         _wait("API server", lambda: requests.get(f"{api}/api/v2/version", timeout=5).ok, 180)
+        user, password = stack.admin
         token = requests.post(
-            f"{api}/auth/token", json={"username": "admin", "password": password}, timeout=30
+            f"{api}/auth/token", json={"username": user, "password": password}, timeout=60
         )
         assert token.status_code == 201, token.text
         stack.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
@@ -410,7 +430,8 @@ def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(
     by_queue: dict[str, set[str]] = {}
     for ti in tis:
         assert ti["state"] == "success", ti
-        assert ti["hostname"] == f"{ti['queue']}-worker", ti
+        worker = {"gpu": "airflow-worker-gpu", "default": "airflow-worker"}[ti["queue"]]
+        assert ti["hostname"] == worker, ti
         assert ti["pool"] == ("mtrec_gpu" if ti["queue"] == "gpu" else "default_pool"), ti
         by_queue.setdefault(ti["queue"], set()).add(ti["task_id"])
     assert {"pretrain", "transfer"} <= by_queue["gpu"]
@@ -454,9 +475,11 @@ def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(
     stack.wait_run("mtrec_rollback", rollback)
     restored = client.get_model_version_by_alias("mtrec", "champion")
     assert str(restored.version) == "1"
-    assert restored.tags["mtrec.rollback.by"] == "admin"
+    assert restored.tags["mtrec.rollback.by"] == stack.admin[0]
     assert restored.tags["mtrec.rollback.reason"] == "live test: CTR fell after v2"
-    assert "admin" in client.get_model_version("mtrec", "2").tags["mtrec.rolled_back"]
+    assert stack.admin[0] in client.get_model_version("mtrec", "2").tags["mtrec.rolled_back"]
+    # Serving followed the rollback: the run's recommendations were made again, from v1.
+    assert read_json(workspace / "reports" / "recommend.json")["version"] == "1"
 
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium-headless-shell", "chromium")) if p), None)
@@ -471,14 +494,14 @@ def test_the_ui_shows_the_successful_run_in_a_browser(
     register task's XCom shows the run's result without opening a file."""
     from playwright.sync_api import expect, sync_playwright
 
-    password = json.loads((stack.root / "passwords.json").read_text())["admin"]
+    user, password = stack.admin
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(stack.api)
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign in").click()
+        page.goto(stack.api)  # the FAB auth manager's sign-in form
+        page.locator("#username").fill(user)
+        page.locator("#password").fill(password)
+        page.locator("input[type=submit]").click()
         page.wait_for_url(f"{stack.api}/")
         page.goto(f"{stack.api}/dags/mtrec_training/runs/{quote(training_run)}")
         state = page.get_by_test_id("header-card").get_by_test_id("state-badge")

@@ -3,13 +3,17 @@
 import json
 
 import pytest
+import torch
 
 from mtrec.config import load_params
+from mtrec.core.evaluation import evaluate_popularity
 from mtrec.data.canonical import CanonicalTables
+from mtrec.data.splitting import TARGET, TRAIN, VALID
+from mtrec.data.tensors import domain_items, ranking_task
 from mtrec.errors import ConfigError
 from mtrec.io import write_json
 from mtrec.stages import baselines, evaluate, preprocess, pretrain, transfer
-from mtrec.stages.modeling import transferred_path
+from mtrec.stages.modeling import load_processed, transferred_path, valid_monitor
 from mtrec.stages.register import registered_strategy
 from mtrec.stages.validate import REPORT
 
@@ -114,3 +118,51 @@ def test_ranking_losses_need_ndcg_early_stopping_and_ccl_needs_cosines():
         PROJECT_ROOT / "params.yaml", {"model": two_tower, "transfer": {"train": ccl}}
     )
     assert params.transfer.train.click_loss == "ccl"
+
+
+def test_full_ranking_early_stopping_and_the_timing_the_bench_reads(
+    tmp_path, canonical: CanonicalTables
+):
+    """valid_negatives 0: the monitor ranks every target item (as RecBole validates), with
+    popularity's full-ranking valid NDCG as its floor; the training record carries the
+    per-epoch (training seconds, valid score) curve, the stage's report never does."""
+    names = ("interim", "processed", "pretrained", "transferred", "reports", "accepted")
+    paths = {name: str(tmp_path / name) for name in names}
+    train = {"epochs": 3, "early_stopping": "ndcg", "valid_negatives": 0}
+    params = load_params(
+        PROJECT_ROOT / "params.yaml",
+        {
+            "paths": paths,
+            "eval": {"seeds": [0]},
+            "transfer": {"strategies": ["scratch"], "train": train},
+            "registry": {"strategy": "scratch"},
+        },
+    )
+    canonical.save(paths["interim"])
+    write_json(params.paths.report(REPORT), {"success": True})
+    preprocess.run(params)
+    data = load_processed(params)
+    full = valid_monitor(params, params.transfer.train, data, TARGET)
+    sampled_cfg = params.transfer.train.model_copy(update={"valid_negatives": 100})
+    sampled = valid_monitor(params, sampled_cfg, data, TARGET)
+    # Popularity ranked among every target item, against the same positives by hand.
+    seen, relevant = data.positives(TARGET, TRAIN), data.positives(TARGET, VALID)
+    task = ranking_task(seen, relevant, domain_items(data.items, TARGET))
+    clicks = torch.bincount(
+        torch.as_tensor(seen["item_idx"].to_numpy(copy=True)), minlength=data.meta["n_items"]
+    )
+    popular = evaluate_popularity(clicks[task.candidates], task, 10, 256)["ndcg@10"]
+    assert full.floor == pytest.approx(popular)
+    assert full.floor < sampled.floor  # one positive among all items: a harder ranking
+
+    model, info = transfer.train_strategy(
+        params, data, "scratch", 0, transfer.target_rows(params, data), torch.device("cpu")
+    )
+    assert len(info["curve"]) == info["epochs_run"]
+    seconds = [t for t, _ in info["curve"]]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert max(s for _, s in info["curve"]) == pytest.approx(full.score(model))  # the kept epoch
+
+    transfer.run(params)
+    seed = json.loads(transfer.report_path(params, "scratch").read_text())["seeds"]["seed0"]
+    assert not {"train_seconds", "curve"} & set(seed)

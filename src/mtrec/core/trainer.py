@@ -224,15 +224,19 @@ def fit(
     if cfg.compile:
         # Compiles on the first batches (seconds); pays off on long runs and on GPUs.
         forward = torch.compile(forward)
+    trained = 0.0  # seconds spent in training epochs (validation not counted)
     for epoch in range(1, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
         train_loss, task_means = train_epoch(
             model, train_batches, optimizer, weighting, penalty, forward, amp, ranking
         )
+        trained += time.perf_counter() - epoch_start
         weighting.end_epoch(task_means)
         valid_loss = eval_loss(model, valid_batches, cfg.task_weights)
         score = monitor.score(model) if monitor else -valid_loss
         history.append(
-            {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss}
+            {"epoch": epoch, "train_seconds": trained, "train_loss": train_loss}
+            | {"valid_loss": valid_loss}
             | ({"valid_score": score} if monitor else {})
             | {f"weight.{t}": w for t, w in weighting.multipliers().items()}
         )

@@ -17,7 +17,7 @@ from mtrec.data.splitting import TARGET, TRAIN, VALID
 from mtrec.data.tensors import domain_items, ranking_task
 from mtrec.errors import ArtifactError
 from mtrec.io import atomic_path, write_json
-from mtrec.stages.modeling import ProcessedData, load_processed
+from mtrec.stages.modeling import TIMING, ProcessedData, load_processed
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,6 @@ LIGHTGCN = "lightgcn"
 TRAINERS = {BPR: fit_bpr, LIGHTGCN: fit_lightgcn}
 NAMES = tuple(TRAINERS)
 REPORT = "baselines.json"
-# The training record's wall-time fields: logged, never in the report, a DVC metric that must
-# not change from run to run (the bench reads them from train_baseline itself).
-TIMING = ("train_seconds", "curve")
 
 
 def checkpoint_path(params: Params, name: str, seed: int) -> Path:

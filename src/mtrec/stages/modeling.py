@@ -14,7 +14,12 @@ import torch
 from mtrec.config import Params, TrainConfig
 from mtrec.core import distributed
 from mtrec.core.batches import NegativeResampler
-from mtrec.core.evaluation import SampledTask, evaluate_sampled
+from mtrec.core.evaluation import (
+    SampledTask,
+    evaluate_popularity,
+    evaluate_ranking,
+    evaluate_sampled,
+)
 from mtrec.core.losses import RankingLoss
 from mtrec.core.models import build_model as build_architecture
 from mtrec.core.models import load_model
@@ -22,9 +27,19 @@ from mtrec.core.multitask import SCORE_TASKS, ModelSpec, MultiTaskModel
 from mtrec.core.trainer import Monitor
 from mtrec.data.embeddings import item_embedding_matrix, item_token_states
 from mtrec.data.splitting import TRAIN, VALID
-from mtrec.data.tensors import domain_items, sampled_task, side_features, user_history
+from mtrec.data.tensors import (
+    domain_items,
+    ranking_task,
+    sampled_task,
+    side_features,
+    user_history,
+)
 from mtrec.errors import ArtifactError
 from mtrec.io import atomic_path, read_json, scratch_path
+
+# A training record's wall-time fields: logged, never in a stage's report, a DVC output that
+# must not change from run to run (the bench reads them from the training functions).
+TIMING = ("train_seconds", "curve")
 
 
 @dataclass
@@ -203,20 +218,38 @@ def ranking_loss(cfg: TrainConfig, data: ProcessedData) -> RankingLoss | None:
 def valid_monitor(
     params: Params, cfg: TrainConfig, data: ProcessedData, domain: str
 ) -> Monitor | None:
-    """With ``cfg.early_stopping: ndcg``: sampled NDCG@K of the domain's valid positives, each
-    against ``cfg.valid_negatives`` unseen items of the domain (drawn once, seeded); its floor
-    is the same score of popularity (training clicks), which a model must beat before early
-    stopping may end its run."""
+    """With ``cfg.early_stopping: ndcg``: NDCG@K of the domain's valid positives, each against
+    ``cfg.valid_negatives`` unseen items of the domain (drawn once, seeded), or with 0 against
+    every item of the domain (full ranking, train items masked: RecBole's validation). Its
+    floor is the same score of popularity (training clicks), which a model must beat before
+    early stopping may end its run."""
     if cfg.early_stopping != "ndcg":
         return None
     seen, relevant = data.positives(domain, TRAIN), data.positives(domain, VALID)
-    rng = np.random.default_rng(params.preprocess.seed)
     candidates = domain_items(data.items, domain)
+    k, block = params.eval.k, params.eval.user_block
+    clicks = item_counts(seen, data.meta["n_items"]).double()
+    if cfg.valid_negatives == 0:
+        full = ranking_task(seen, relevant, candidates)
+        floor = evaluate_popularity(clicks[full.candidates], full, k, block)[f"ndcg@{k}"]
+
+        @torch.no_grad()
+        def score_all(model: MultiTaskModel) -> float:
+            items = full.candidates.to(model.item_genres.device)
+            model.eval()
+            ranked = evaluate_ranking(
+                lambda users: model.score_matrix(users.to(items.device), items).cpu(),
+                full,
+                k,
+                block,
+            )
+            return ranked[f"ndcg@{k}"]
+
+        return Monitor(score_all, floor)
+    rng = np.random.default_rng(params.preprocess.seed)
     setting = "pretrain.valid_negatives or transfer.train.valid_negatives"
     task = sampled_task(seen, relevant, candidates, cfg.valid_negatives, rng, setting)
-    k = params.eval.k
     metric = f"sampled_ndcg@{k}"
-    clicks = item_counts(seen, data.meta["n_items"]).double()
     floor = evaluate_sampled(lambda _, items: clicks[items], task, k)[metric]
 
     def score(model: MultiTaskModel) -> float:

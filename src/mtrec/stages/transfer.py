@@ -27,6 +27,7 @@ from mtrec.data.tensors import domain_items, ranking_task, task_columns
 from mtrec.errors import ConfigError
 from mtrec.io import write_json
 from mtrec.stages.modeling import (
+    TIMING,
     ProcessedData,
     build_model,
     load_checkpoint,
@@ -102,9 +103,12 @@ def train_strategy(
         rows.monitor,
         ranking_loss(cfg.train, data),
     )
-    # Wall time is logged, not reported: the reports are DVC outputs, the same every run.
     log.info("%s seed %d trained in %.1f s", name, seed, result.seconds)
-    return model, info | {
+    curve = [[round(h["train_seconds"], 3), h["valid_score"]] for h in result.history]
+    timing = {"train_seconds": round(result.seconds, 3)} | (
+        {"curve": curve} if rows.monitor else {}
+    )
+    return model, info | timing | {
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "valid_loss": result.best_valid_loss,
@@ -165,6 +169,7 @@ def _run_strategy(
         def train_seed(seed: int) -> dict:
             model, info = train_strategy(params, data, strategy, seed, rows, device)
             model.cpu().save(out_dir / f"seed{seed}.pt")
+            info = {k: v for k, v in info.items() if k not in TIMING}
             log.info("%s seed %d: %s", strategy, seed, info)
             return info
 
