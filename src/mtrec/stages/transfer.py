@@ -104,10 +104,11 @@ def train_strategy(
         ranking_loss(cfg.train, data),
     )
     log.info("%s seed %d trained in %.1f s", name, seed, result.seconds)
-    curve = [[round(h["train_seconds"], 3), h["valid_score"]] for h in result.history]
-    timing = {"train_seconds": round(result.seconds, 3)} | (
-        {"curve": curve} if rows.monitor else {}
-    )
+    # Training epochs only (validation excluded), as RecBole and the baselines count.
+    trained = result.history[-1]["train_seconds"] if result.history else 0.0
+    timing: dict = {"train_seconds": round(trained, 3)}
+    if rows.monitor:  # the (training seconds, valid score) curve the bench reads
+        timing["curve"] = [[round(h["train_seconds"], 3), h["valid_score"]] for h in result.history]
     return model, info | timing | {
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
