@@ -193,7 +193,7 @@ class ModelConfig(_Section):
         0,
         ge=0,
         description="LightGCN propagation layers of the user / item id embeddings over the "
-        "training graph of both domains (0 = plain embeddings)",
+        "training graph of both domains (scratch: the target's alone; 0 = plain embeddings)",
     )
     text_kernel: int = Field(3, ge=1, description="cnn: tokens per convolution window")
     user_history: Literal["none", "transformer"] = "none"

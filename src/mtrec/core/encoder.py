@@ -114,6 +114,8 @@ class PairEncoder(nn.Module):
             # buffer may differ in length from a fresh model's (see _load_from_state_dict).
             self.register_buffer("graph_edges", torch.zeros(2, 0, dtype=torch.long))
         self._adjacency: torch.Tensor | None = None  # built from graph_edges on first use
+        # The last propagation and what it was computed from (see _id_tables).
+        self._tables: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
         for emb in (self.user_embedding, self.item_embedding, self.text.embedding):
             nn.init.normal_(emb.weight, std=0.05)
 
@@ -121,19 +123,48 @@ class PairEncoder(nn.Module):
         edges = state_dict.get(f"{prefix}graph_edges")
         if edges is not None and self.graph_layers:
             self.graph_edges = torch.empty_like(edges, device=self.graph_edges.device)
-        self._adjacency = None
+        self._adjacency, self._tables = None, None
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _id_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(user, item) id tables: the embeddings, or their propagation over the graph."""
+        """(user, item) id tables: the embeddings, or their propagation over the graph.
+
+        A training step asks for them 2-4 times (the rows' users and items, the ranking loss's
+        users and candidates) and full-ranking evaluation once per chunk of users: the
+        propagation over the whole graph is their main cost, so it is reused while it is
+        current. With autograd, until a backward pass goes through it (the optimizer step
+        follows; the fused Adam does not bump the weights' version counters); without, in
+        eval mode only, until ``train()`` is called. Loading weights, new side data or an
+        in-place change of the embeddings (their version) recomputes it too."""
         users, items = self.user_embedding.weight, self.item_embedding.weight
         if not self.graph_layers:
             return users, items
         if self._adjacency is None or self._adjacency.device != users.device:
             n_users = len(users)
             self._adjacency = normalized_adjacency(*self.graph_edges, n_users, len(items))
+            self._tables = None
+        grad = torch.is_grad_enabled()
+        key = (users.data_ptr(), users._version, items.data_ptr(), items._version, grad)
+        if self._tables is not None and self._tables[0] == key:
+            return self._tables[1]
         out = propagate(self._adjacency, torch.cat([users, items]), self.graph_layers)
-        return out[: len(users)], out[len(users) :]
+        tables = out[: len(users)], out[len(users) :]
+        self._tables = None
+        if grad and out.requires_grad:
+            self._tables = (key, tables)
+            out.register_hook(self._backward_done)
+        elif not grad and not self.training:
+            self._tables = (key, tables)
+        return tables
+
+    def _backward_done(self, grad: torch.Tensor) -> None:
+        """A backward pass went through the cached tables: their graph is spent, and the
+        optimizer is about to change the weights."""
+        self._tables = None
+
+    def train(self, mode: bool = True) -> PairEncoder:
+        self._tables = None  # training may change the weights (fused Adam: no version bump)
+        return super().train(mode)
 
     def set_side_features(
         self,
@@ -157,7 +188,7 @@ class PairEncoder(nn.Module):
             if graph_edges is None:
                 raise ValueError("this model propagates over the training graph: pass graph_edges")
             self.graph_edges = graph_edges.to(self.graph_edges.device, torch.long).clone()
-            self._adjacency = None
+            self._adjacency, self._tables = None, None
         if self.lm_top is not None:
             if item_lm_states is None or item_lm_mask is None:
                 raise ValueError(

@@ -92,8 +92,12 @@ def score_tasks(params: Params) -> tuple[str, ...]:
     return tuple(t for t in SCORE_TASKS if t == "click" or t in weighted)
 
 
-def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskModel:
-    """A freshly initialised model (seeded) with the side features installed."""
+def build_model(
+    params: Params, data: ProcessedData, seed: int, graph_domains: tuple[str, ...] | None = None
+) -> MultiTaskModel:
+    """A freshly initialised model (seeded) with the side features installed. A graph model
+    (``graph_layers`` > 0) propagates over the training positives of ``graph_domains`` (None =
+    every domain): a strategy that may not use the source passes the target alone."""
     meta = data.meta
     n_layers = params.model.lm_finetune_layers
     item_lm = (
@@ -153,6 +157,7 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
     history = (
         user_history(train, meta["n_users"], spec.history_length) if spec.history_length else None
     )
+    graph_rows = train if graph_domains is None else train[train["domain"].isin(graph_domains)]
     model.set_side_features(
         **side_features(data.items, data.users, meta),
         user_history=history,
@@ -160,7 +165,9 @@ def build_model(params: Params, data: ProcessedData, seed: int) -> MultiTaskMode
         item_lm_states=tokens.states if tokens else None,
         item_lm_mask=tokens.mask if tokens else None,
         graph_edges=torch.as_tensor(
-            train.loc[train["click"] > 0, ["user_idx", "item_idx"]].to_numpy("int64").T.copy()
+            graph_rows.loc[graph_rows["click"] > 0, ["user_idx", "item_idx"]]
+            .to_numpy("int64")
+            .T.copy()
         )
         if spec.graph_layers
         else None,

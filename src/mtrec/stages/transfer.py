@@ -79,7 +79,11 @@ def train_strategy(
     cfg = params.transfer
     strategy = get_strategy(name, cfg.l2sp_strength, cfg.importance_clip)
     source = load_checkpoint(pretrained_path(params, seed)) if strategy.needs_source else None
-    model = strategy.prepare(build_model(params, data, seed), source)
+    # Scratch uses no source data: its graph (graph_layers > 0) holds the target's edges only,
+    # or the source's interactions would reach it through shared users' propagated vectors.
+    uses_source = strategy.needs_source or strategy.mixes_source_rows
+    graph = None if uses_source else (TARGET,)
+    model = strategy.prepare(build_model(params, data, seed, graph), source)
     if not strategy.trains:
         return model, {"trained": False}
     train: dict[str, torch.Tensor] | MixedBatches = rows.train
