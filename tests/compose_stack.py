@@ -20,6 +20,16 @@ MTREC_IMAGE = "mtrec:latest"
 # The Airflow image's entrypoint (/entrypoint): `bash ...` and `python ...` run as they are,
 # anything else becomes `airflow <command>`.
 AIRFLOW_PASSTHROUGH = {"bash", "python"}
+# The long-running Airflow services (the live test starts them in this order, after
+# airflow-init has run to completion).
+AIRFLOW_SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+)
 
 
 def compose(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -41,7 +41,7 @@ import yaml
 from mtrec.io import read_json
 from mtrec.stages import register
 
-from ..compose_stack import make_secrets, native_process, read_env, services
+from ..compose_stack import AIRFLOW_SERVICES, make_secrets, native_process, read_env, services
 from ..conftest import PROJECT_ROOT, make_project, tool_env
 from ..registry_project import evaluated, preprocessed, registry_params, write_checkpoints
 
@@ -225,18 +225,6 @@ def _seed_champion(stack: Stack, canonical) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_uri)
         register.run(params)
-
-
-# The compose services that run the mtrec image, started natively in this order (airflow-init
-# runs to completion first; postgres, redis and MinIO are this machine's or left out).
-AIRFLOW_SERVICES = (
-    "airflow-apiserver",
-    "airflow-scheduler",
-    "airflow-dag-processor",
-    "airflow-triggerer",
-    "airflow-worker",
-    "airflow-worker-gpu",
-)
 
 
 def _set_env_line(path: Path, key: str, value: str) -> None:
