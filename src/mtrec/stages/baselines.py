@@ -18,6 +18,7 @@ from mtrec.data.tensors import domain_items, ranking_task
 from mtrec.errors import ArtifactError
 from mtrec.io import atomic_path, write_json
 from mtrec.stages.modeling import TIMING, ProcessedData, load_processed
+from mtrec.stages.parallel import map_runs, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,20 @@ def train_baseline(params: Params, data: ProcessedData, name: str, seed: int) ->
 def run(params: Params) -> None:
     """Train every baseline for every seed; write the checkpoints and their training record."""
     data = load_processed(params)
+    jobs = [(name, seed) for name in NAMES for seed in params.eval.seeds]
+    # In single-threaded worker processes, as the transfer stage trains: on a CPU that is
+    # faster, and the weights come out bit for bit the same every run (trained on the stage's
+    # two threads they differed between runs, so `dvc repro` rewrote dvc.lock).
+    workers = worker_count(params.parallel, torch.device("cpu"))
+    runs = map_runs(lambda job: train_baseline(params, data, *job), jobs, workers)
+    trained = dict(zip(jobs, runs, strict=True))
     report: dict[str, dict] = {}
     for name in NAMES:
         report[name] = {}
         with atomic_path(Path(params.paths.baselines) / name) as out_dir:
             out_dir.mkdir(parents=True)
             for seed in params.eval.seeds:
-                model, info = train_baseline(params, data, name, seed)
+                model, info = trained[name, seed]
                 model.save(out_dir / f"seed{seed}.pt")
                 log.info("%s seed %d trained in %.1f s", name, seed, info["train_seconds"])
                 report[name][f"seed{seed}"] = {k: v for k, v in info.items() if k not in TIMING}
