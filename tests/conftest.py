@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import great_expectations  # noqa: F401  (imported before anything pulls in airflow)
 import pytest
+import requests
 import yaml
 
 from mtrec.config import DataConfig, deep_merge
@@ -177,3 +181,24 @@ def migrate_airflow(env: dict[str, str]) -> None:
         timeout=600,
     )
     assert migrate.returncode == 0, migrate.stderr[-3000:]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float, every: float = 1.0):
+    """Poll ``check()`` until it returns something truthy (a refused connection counts as
+    not yet); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if result := check():
+                return result
+        except (requests.ConnectionError, OSError):
+            pass
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -23,6 +21,7 @@ from mtrec.registry import Registry
 from mtrec.serving import MODEL_CODE, load_recommender
 from mtrec.stages import recommend, register
 
+from .conftest import free_port, wait_for
 from .registry_project import evaluated, preprocessed, registry_params, write_checkpoints
 
 
@@ -153,19 +152,15 @@ def _serve(params, tmp_path: Path, port: int, **kwargs) -> subprocess.Popen:
 def test_the_rest_server_serves_the_alias_as_mlflow_models_serve_would(
     registered, registry, tmp_path
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = _serve(registered, tmp_path, port)  # serving.alias challenger: version 1
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+
+        def answering() -> bool:
+            assert server.poll() is None, "serve exited"
+            return requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).ok
+
+        wait_for("mtrec serve", answering, 120, every=0.5)
         answer = requests.post(
             f"http://127.0.0.1:{port}/invocations",
             json={"dataframe_split": {"columns": ["user"], "data": [[1], [2]]}, "params": {"k": 3}},

@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ from mtrec.io import read_json
 from mtrec.stages import register
 
 from ..compose_stack import AIRFLOW_SERVICES, make_secrets, native_process, read_env, services
-from ..conftest import PROJECT_ROOT, make_project, tool_env
+from ..conftest import PROJECT_ROOT, free_port, make_project, tool_env, wait_for
 from ..registry_project import evaluated, preprocessed, registry_params, write_checkpoints
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -62,25 +61,6 @@ RUN_TIMEOUT = 600
 pytestmark = pytest.mark.skipif(
     os.environ.get("MTREC_SKIP_LIVE") == "1", reason="MTREC_SKIP_LIVE=1: no live stack here"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what: str, check, timeout: float, every: float = 1.0):
-    """Poll ``check()`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if result := check():
-                return result
-        except (requests.ConnectionError, OSError):
-            pass
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @dataclass
@@ -128,7 +108,7 @@ class Stack:
             self.check_alive()
             return run if run["state"] in {"success", "failed"} else None
 
-        run = _wait(f"{dag_id} run {run_id}", finished, RUN_TIMEOUT, every=2)
+        run = wait_for(f"{dag_id} run {run_id}", finished, RUN_TIMEOUT, every=2)
         log_tail = "" if run["state"] == "success" else self.failed_logs(dag_id, run_id)
         assert run["state"] == "success", f"{dag_id} {run_id}: {run['state']}\n{log_tail}"
         return run["state"], time.monotonic() - start
@@ -279,8 +259,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     ports = {
-        name: _free_port()
-        for name in ("api", "mlflow", "health", "trigger-logs", *AIRFLOW_SERVICES)
+        name: free_port() for name in ("api", "mlflow", "health", "trigger-logs", *AIRFLOW_SERVICES)
     }
     api, mlflow_uri = f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['mlflow']}"
     pg = f"{PG['host']}:{PG['port']}"
@@ -360,8 +339,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             }
             stack.start(name, *argv, **env)
 
-        _wait("MLflow", lambda: requests.get(f"{mlflow_uri}/health", timeout=5).ok, 180)
-        _wait("API server", lambda: requests.get(f"{api}/api/v2/version", timeout=5).ok, 180)
+        wait_for("MLflow", lambda: requests.get(f"{mlflow_uri}/health", timeout=5).ok, 180)
+        wait_for("API server", lambda: requests.get(f"{api}/api/v2/version", timeout=5).ok, 180)
         user, password = stack.admin
         token = requests.post(
             f"{api}/auth/token", json={"username": user, "password": password}, timeout=60
@@ -369,7 +348,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         assert token.status_code == 201, token.text
         stack.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         for dag_id in ("mtrec_training", "mtrec_feedback", "mtrec_rollback"):
-            _wait(
+            wait_for(
                 f"{dag_id} parsed",
                 lambda d=dag_id: (
                     stack.check_alive() or stack.session.get(f"{api}/api/v2/dags/{d}", timeout=5).ok
@@ -525,7 +504,7 @@ def test_accepted_feedback_triggers_retraining(stack: Stack) -> None:
         new = [r for r in runs if r["dag_run_id"] not in before]
         return new[0] if new else None
 
-    retraining = _wait("an asset-triggered mtrec_training run", asset_run, 120, every=2)
+    retraining = wait_for("an asset-triggered mtrec_training run", asset_run, 120, every=2)
     assert retraining["run_type"] == "asset_triggered"
     # Unpausing did not start the weekly run just missed: the schedule waits for its next tick.
     runs = stack.call("GET", "/dags/mtrec_training/dagRuns")["dag_runs"]
