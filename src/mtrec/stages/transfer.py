@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from mtrec.config import Params
@@ -53,11 +54,13 @@ def report_path(params: Params, strategy: str) -> Path:
 @dataclass
 class Rows:
     """Column tensors a strategy trains on: target train/valid, and source train rows for the
-    strategies that mix them in."""
+    strategies that mix them in; ``target_positives``: the target positives trained on (a graph
+    model, ``graph_layers`` > 0, propagates over them; never held-out rows)."""
 
     train: dict[str, torch.Tensor]
     valid: dict[str, torch.Tensor]
     source: dict[str, torch.Tensor]
+    target_positives: pd.DataFrame
     # Early-stopping score on the valid rows (``train.early_stopping: ndcg``); None = loss.
     monitor: Monitor | None = None
 
@@ -67,6 +70,7 @@ def target_rows(params: Params, data: ProcessedData) -> Rows:
     return Rows(
         *(task_columns(data.rows(TARGET, s)) for s in (TRAIN, VALID)),
         source=task_columns(data.rows(SOURCE, TRAIN)),
+        target_positives=data.positives(TARGET, TRAIN),
         monitor=valid_monitor(params, params.transfer.train, data, TARGET),
     )
 
@@ -81,8 +85,9 @@ def train_strategy(
     source = load_checkpoint(pretrained_path(params, seed)) if strategy.needs_source else None
     # Scratch uses no source data: its graph (graph_layers > 0) holds the target's edges only,
     # or the source's interactions would reach it through shared users' propagated vectors.
-    uses_source = strategy.needs_source or strategy.mixes_source_rows
-    graph = None if uses_source else (TARGET,)
+    graph = rows.target_positives
+    if strategy.needs_source or strategy.mixes_source_rows:
+        graph = pd.concat([data.positives(SOURCE, TRAIN), graph])
     model = strategy.prepare(build_model(params, data, seed, graph), source)
     if not strategy.trains:
         return model, {"trained": False}
@@ -130,19 +135,27 @@ def _weight_summary(weights: torch.Tensor) -> dict[str, float]:
     }
 
 
+def fold_rows(data: ProcessedData, rows: Rows, fold: int) -> tuple[Rows, pd.DataFrame]:
+    """Cross-validation fold ``fold``: the rows to train on (the other folds, with the source
+    rows of ``rows``) and the held-out target rows. The held-out positives stay out of the
+    training graph too: propagation would carry them into the user and item vectors."""
+    frame = data.rows(TARGET, TRAIN, VALID)
+    fit, held = frame[frame["fold"] != fold], frame[frame["fold"] == fold]
+    fit_positives = fit[fit["click"] == 1]
+    return Rows(task_columns(fit), task_columns(held), rows.source, fit_positives), held
+
+
 def cross_validate(
     params: Params, data: ProcessedData, name: str, rows: Rows, device: torch.device
 ) -> dict[str, float | list[float]]:
     """k-fold over the target's train+valid rows: train on k-1 folds (early-stopping on the
     held-out one), then rank all target items for the held-out fold's positives."""
-    frame = data.rows(TARGET, TRAIN, VALID)
     candidates = domain_items(data.items, TARGET)
     scores = []
     for fold in range(data.meta["cv_folds"]):
-        fit_rows, held = frame[frame["fold"] != fold], frame[frame["fold"] == fold]
-        fold_rows = Rows(task_columns(fit_rows), task_columns(held), rows.source)
-        model, _ = train_strategy(params, data, name, params.eval.seeds[0], fold_rows, device)
-        task = ranking_task(fit_rows[fit_rows["click"] == 1], held[held["click"] == 1], candidates)
+        fit, held = fold_rows(data, rows, fold)
+        model, _ = train_strategy(params, data, name, params.eval.seeds[0], fit, device)
+        task = ranking_task(fit.target_positives, held[held["click"] == 1], candidates)
         k, block = params.eval.k, params.eval.user_block
         scores.append(evaluate_model(model, task_columns(held), task, k, block)[f"ndcg@{k}"])
     return {"mean": statistics.fmean(scores), "std": statistics.stdev(scores), "per_fold": scores}
