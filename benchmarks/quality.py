@@ -287,6 +287,10 @@ def markdown(report: dict) -> str:
         if proto["headline"].startswith("sampled"):
             columns = [f"sampled_hr@{K}", f"sampled_ndcg@{K}", *columns]
         lines += [f"## {proto['title']}", "", f"Headline: {proto['headline']}.", ""]
+        for label, entry in proto.get("entries", {}).items():
+            overlay = json.dumps(entry.get("params", {}))
+            lines.append(f"- mtrec {label}: `{entry['strategy']}`, params overlay `{overlay}`")
+        lines += [""] if proto.get("entries") else []
         lines += ["| model | " + " | ".join(columns) + " | train s | seeds |"]
         lines += ["|---" * (len(columns) + 3) + "|"]
         for model, s in proto["summary"].items():
@@ -340,6 +344,7 @@ def main() -> None:
         report["protocols"][name] = {
             "title": spec["title"],
             "headline": spec["headline"],
+            "entries": spec["mtrec"],
             "summary": summarise(results),
             "time_to_quality": time_to_quality(results, spec["headline"]),
             "runs": {m: {str(s): r for s, r in seeds.items()} for m, seeds in results.items()},
