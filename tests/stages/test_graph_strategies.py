@@ -61,9 +61,9 @@ def test_a_cross_validation_fold_keeps_its_held_out_positives_out_of_the_graph(
     graph_setup, strategy: str
 ) -> None:
     params, data = graph_setup
-    fit, held = fold_rows(data, target_rows(params, data), fold=0)
-    pairs = {tuple(e) for e in edges(params, data, strategy, fit).T.tolist()}
+    fold_train, fit, held = fold_rows(data, target_rows(params, data), fold=0)
+    pairs = {tuple(e) for e in edges(params, data, strategy, fold_train).T.tolist()}
     held_pairs = set(held.loc[held["click"] == 1, ["user_idx", "item_idx"]].itertuples(False))
-    fit_pairs = set(fit.target_positives[["user_idx", "item_idx"]].itertuples(False))
+    fit_pairs = set(fit.loc[fit["click"] == 1, ["user_idx", "item_idx"]].itertuples(False))
     assert held_pairs and fit_pairs and not held_pairs & fit_pairs
     assert fit_pairs <= pairs and not held_pairs & pairs

@@ -58,6 +58,12 @@ def task_columns(rows: pd.DataFrame) -> dict[str, torch.Tensor]:
     }
 
 
+def positive_edges(columns: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The (user, item) pairs [2, E] of the clicked rows of ``task_columns`` output."""
+    clicked = columns["click"] > 0
+    return torch.stack([columns["user"][clicked], columns["item"][clicked]])
+
+
 def domain_items(items: pd.DataFrame, domain: str) -> np.ndarray:
     """Sorted item_idx of one domain: the candidates of full ranking."""
     return np.sort(items.loc[items["domain"] == domain, "item_idx"].to_numpy(np.int64, copy=True))

@@ -93,11 +93,11 @@ def score_tasks(params: Params) -> tuple[str, ...]:
 
 
 def build_model(
-    params: Params, data: ProcessedData, seed: int, graph: pd.DataFrame | None = None
+    params: Params, data: ProcessedData, seed: int, graph_edges: torch.Tensor | None = None
 ) -> MultiTaskModel:
     """A freshly initialised model (seeded) with the side features installed. A graph model
-    (``graph_layers`` > 0) propagates over the (user_idx, item_idx) positives in ``graph``
-    (None = every domain's training positives): a strategy passes what it may see."""
+    (``graph_layers`` > 0) propagates over the (user, item) pairs ``graph_edges`` [2, E]
+    (None = every domain's training positives): a strategy passes the rows it trains on."""
     meta = data.meta
     n_layers = params.model.lm_finetune_layers
     item_lm = (
@@ -157,14 +157,17 @@ def build_model(
     history = (
         user_history(train, meta["n_users"], spec.history_length) if spec.history_length else None
     )
-    graph = train if graph is None else graph
     model.set_side_features(
         **side_features(data.items, data.users, meta),
         user_history=history,
         item_lm=item_lm,
         item_lm_states=tokens.states if tokens else None,
         item_lm_mask=tokens.mask if tokens else None,
-        graph_edges=torch.as_tensor(graph[["user_idx", "item_idx"]].to_numpy("int64").T.copy())
+        graph_edges=(
+            torch.as_tensor(train[["user_idx", "item_idx"]].to_numpy("int64").T.copy())
+            if graph_edges is None
+            else graph_edges
+        )
         if spec.graph_layers
         else None,
     )

@@ -24,7 +24,7 @@ from mtrec.core.multitask import MultiTaskModel
 from mtrec.core.trainer import FitResult, Monitor, fit, pick_device
 from mtrec.core.transfer import get_strategy
 from mtrec.data.splitting import SOURCE, TARGET, TRAIN, VALID
-from mtrec.data.tensors import domain_items, ranking_task, task_columns
+from mtrec.data.tensors import domain_items, positive_edges, ranking_task, task_columns
 from mtrec.errors import ConfigError
 from mtrec.io import write_json
 from mtrec.stages.modeling import (
@@ -54,13 +54,12 @@ def report_path(params: Params, strategy: str) -> Path:
 @dataclass
 class Rows:
     """Column tensors a strategy trains on: target train/valid, and source train rows for the
-    strategies that mix them in; ``target_positives``: the target positives trained on (a graph
-    model, ``graph_layers`` > 0, propagates over them; never held-out rows)."""
+    strategies that mix them in. A graph model (``graph_layers`` > 0) propagates over the
+    clicked rows among them, so what it may see is what it trains on."""
 
     train: dict[str, torch.Tensor]
     valid: dict[str, torch.Tensor]
     source: dict[str, torch.Tensor]
-    target_positives: pd.DataFrame
     # Early-stopping score on the valid rows (``train.early_stopping: ndcg``); None = loss.
     monitor: Monitor | None = None
 
@@ -70,7 +69,6 @@ def target_rows(params: Params, data: ProcessedData) -> Rows:
     return Rows(
         *(task_columns(data.rows(TARGET, s)) for s in (TRAIN, VALID)),
         source=task_columns(data.rows(SOURCE, TRAIN)),
-        target_positives=data.positives(TARGET, TRAIN),
         monitor=valid_monitor(params, params.transfer.train, data, TARGET),
     )
 
@@ -85,9 +83,9 @@ def train_strategy(
     source = load_checkpoint(pretrained_path(params, seed)) if strategy.needs_source else None
     # Scratch uses no source data: its graph (graph_layers > 0) holds the target's edges only,
     # or the source's interactions would reach it through shared users' propagated vectors.
-    graph = rows.target_positives
+    graph = positive_edges(rows.train)
     if strategy.needs_source or strategy.mixes_source_rows:
-        graph = pd.concat([data.positives(SOURCE, TRAIN), graph])
+        graph = torch.cat([positive_edges(rows.source), graph], dim=1)
     model = strategy.prepare(build_model(params, data, seed, graph), source)
     if not strategy.trains:
         return model, {"trained": False}
@@ -135,14 +133,16 @@ def _weight_summary(weights: torch.Tensor) -> dict[str, float]:
     }
 
 
-def fold_rows(data: ProcessedData, rows: Rows, fold: int) -> tuple[Rows, pd.DataFrame]:
+def fold_rows(
+    data: ProcessedData, rows: Rows, fold: int
+) -> tuple[Rows, pd.DataFrame, pd.DataFrame]:
     """Cross-validation fold ``fold``: the rows to train on (the other folds, with the source
-    rows of ``rows``) and the held-out target rows. The held-out positives stay out of the
-    training graph too: propagation would carry them into the user and item vectors."""
+    rows of ``rows``), and the target rows of the other folds and of this one (held out;
+    a graph model trained on the returned rows never sees them, not even through
+    propagation)."""
     frame = data.rows(TARGET, TRAIN, VALID)
     fit, held = frame[frame["fold"] != fold], frame[frame["fold"] == fold]
-    fit_positives = fit[fit["click"] == 1]
-    return Rows(task_columns(fit), task_columns(held), rows.source, fit_positives), held
+    return Rows(task_columns(fit), task_columns(held), rows.source), fit, held
 
 
 def cross_validate(
@@ -153,9 +153,9 @@ def cross_validate(
     candidates = domain_items(data.items, TARGET)
     scores = []
     for fold in range(data.meta["cv_folds"]):
-        fit, held = fold_rows(data, rows, fold)
-        model, _ = train_strategy(params, data, name, params.eval.seeds[0], fit, device)
-        task = ranking_task(fit.target_positives, held[held["click"] == 1], candidates)
+        fold_train, fit, held = fold_rows(data, rows, fold)
+        model, _ = train_strategy(params, data, name, params.eval.seeds[0], fold_train, device)
+        task = ranking_task(fit[fit["click"] == 1], held[held["click"] == 1], candidates)
         k, block = params.eval.k, params.eval.user_block
         scores.append(evaluate_model(model, task_columns(held), task, k, block)[f"ndcg@{k}"])
     return {"mean": statistics.fmean(scores), "std": statistics.stdev(scores), "per_fold": scores}
