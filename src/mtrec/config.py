@@ -294,8 +294,11 @@ class TrainConfig(_Section):
         256, ge=1, description="bpr / softmax / ccl: unclicked rows' items used per batch"
     )
     temperature: float = Field(1.0, gt=0.0, description="softmax: logits divided by this")
-    logq_correction: bool = Field(
-        True, description="softmax: subtract log(sampling probability) from each candidate"
+    logq_correction: Literal["none", "drawn", "mixture"] = Field(
+        "drawn",
+        description="softmax: subtract each candidate's log sampling probability, under the "
+        "sampler that drew it (drawn: popularity for in-batch clicks, uniform for unclicked "
+        "rows) or under both together (mixture); none = no correction",
     )
     ccl_margin: float = Field(
         0.9, ge=-1.0, lt=1.0, description="ccl: negatives' cosine below this costs nothing"

@@ -83,9 +83,14 @@ def test_candidates_exclude_the_rows_own_positive_and_other_positives_of_its_use
         [False, True, False, True, True, False],
         [True, True, True, False, True, False],
     ]
-    # In-batch columns: 4 clicks drawn by popularity; drawn columns: 2 uniform in the domain.
+    # drawn: in-batch columns by their sampler, 4 clicks drawn by popularity; the others by
+    # theirs, 2 uniform draws in the domain (9 items; item 9's domain has 1).
     share = loss.item_share
     expected = [4 * share[i].item() for i in (5, 6, 5, 7)] + [2 / 9, 2 / 1]
+    torch.testing.assert_close(log_q, torch.tensor(expected).log())
+    # mixture: every column's item could come from either sampler, whichever drew it.
+    log_q = ranking("softmax", logq_correction="mixture").candidates(batch)[3]
+    expected = [4 * share[i].item() + 2 / 9 for i in (5, 6, 5, 7, 8)] + [4 * share[9].item() + 2]
     torch.testing.assert_close(log_q, torch.tensor(expected).log())
 
 
@@ -139,3 +144,8 @@ def test_every_ranking_loss_trains_every_architecture(architecture, kind, spec) 
     fit(model, train, valid, cfg, 0, torch.device("cpu"), ranking=ranking(kind, 30, **fields))
     model.eval()
     assert auc(model(valid["user"], valid["item"])["click"], valid["click"]) > 0.85
+
+
+def test_an_unknown_logq_correction_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown logq_correction 'yes'"):
+        ranking("softmax", logq_correction="yes")

@@ -43,6 +43,10 @@ def task_losses(
 
 # Click losses that rank each clicked row's item against other items (``bce`` is pointwise).
 RANKING_LOSSES = ("bpr", "softmax", "ccl")
+# softmax's log q_j: none; drawn = under the sampler that drew column j (in-batch clicks:
+# popularity; unclicked rows: uniform in the domain); mixture = under both together (either
+# sampler may draw any item, so that is its probability of being a candidate at all).
+LOGQ_CORRECTIONS = ("none", "drawn", "mixture")
 
 
 def bpr_loss(scores: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
@@ -105,13 +109,17 @@ class RankingLoss:
     # 0 would make its log sampling probability -inf)
     item_share: torch.Tensor
     temperature: float = 1.0
-    logq_correction: bool = True
+    logq_correction: str = "drawn"  # see LOGQ_CORRECTIONS
     margin: float = 0.9
     negative_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in RANKING_LOSSES:
             raise ValueError(f"unknown ranking loss {self.kind!r}; known: {RANKING_LOSSES}")
+        if self.logq_correction not in LOGQ_CORRECTIONS:
+            raise ValueError(
+                f"unknown logq_correction {self.logq_correction!r}; known: {LOGQ_CORRECTIONS}"
+            )
 
     def to(self, device: torch.device) -> RankingLoss:
         """The item tables on ``device`` (once, not per batch)."""
@@ -135,13 +143,14 @@ class RankingLoss:
         # Another clicked row of the same user is that user's positive too.
         same_user = users.unsqueeze(0) == users.unsqueeze(1)  # [P, P]
         negative[:, :n_pos] &= ~same_user
-        # Expected draws of each column's item: P clicks by popularity, N uniform in its domain.
-        log_q = torch.cat(
-            [
-                torch.log(n_pos * self.item_share[positives]),
-                torch.log(len(drawn) / self.domain_size[domain[n_pos:]].to(self.item_share)),
-            ]
-        )
+        # Expected draws of each column's item: P clicks by popularity, N uniform in its domain;
+        # under the sampler that drew it, or under both (the mixture), whichever drew it.
+        popular = n_pos * self.item_share[items]
+        uniform = len(drawn) / self.domain_size[domain].to(self.item_share)
+        if self.logq_correction == "mixture":
+            log_q = torch.log(popular + uniform)
+        else:
+            log_q = torch.cat([popular[:n_pos], uniform[n_pos:]]).log()
         return users, items, negative, log_q
 
     def __call__(self, model: MultiTaskModel, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -154,6 +163,6 @@ class RankingLoss:
         if self.kind == "bpr":
             return bpr_loss(scores, negative)
         if self.kind == "softmax":
-            correction = log_q if self.logq_correction else None
+            correction = log_q if self.logq_correction != "none" else None
             return softmax_loss(scores, negative, self.temperature, correction)
         return ccl_loss(scores, negative, self.margin, self.negative_weight)
