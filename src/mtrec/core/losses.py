@@ -143,8 +143,8 @@ class RankingLoss:
         # Another clicked row of the same user is that user's positive too.
         same_user = users.unsqueeze(0) == users.unsqueeze(1)  # [P, P]
         negative[:, :n_pos] &= ~same_user
-        # Expected draws of each column's item: P clicks by popularity, N uniform in its domain;
-        # under the sampler that drew it, or under both (the mixture), whichever drew it.
+        # Expected draws of each column's item (P clicks by popularity, N uniform in its
+        # domain): drawn counts only the sampler that drew the column, mixture counts both.
         popular = n_pos * self.item_share[items]
         uniform = len(drawn) / self.domain_size[domain].to(self.item_share)
         if self.logq_correction == "mixture":

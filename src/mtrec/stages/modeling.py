@@ -157,19 +157,17 @@ def build_model(
     history = (
         user_history(train, meta["n_users"], spec.history_length) if spec.history_length else None
     )
+    if not spec.graph_layers:
+        graph_edges = None
+    elif graph_edges is None:
+        graph_edges = torch.as_tensor(train[["user_idx", "item_idx"]].to_numpy("int64").T.copy())
     model.set_side_features(
         **side_features(data.items, data.users, meta),
         user_history=history,
         item_lm=item_lm,
         item_lm_states=tokens.states if tokens else None,
         item_lm_mask=tokens.mask if tokens else None,
-        graph_edges=(
-            torch.as_tensor(train[["user_idx", "item_idx"]].to_numpy("int64").T.copy())
-            if graph_edges is None
-            else graph_edges
-        )
-        if spec.graph_layers
-        else None,
+        graph_edges=graph_edges,
     )
     return model
 
