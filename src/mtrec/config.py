@@ -376,6 +376,11 @@ class CurveConfig(_Section):
     fraction is always on it)."""
 
     fractions: list[float] = [0.05, 0.2, 1.0]
+    strategies: list[Strategy] | None = Field(
+        None,
+        description="which of transfer.strategies each extra point retrains (null: all); "
+        "the default fraction's point always has every one (evaluate's)",
+    )
 
     @model_validator(mode="after")
     def _in_range(self) -> CurveConfig:
@@ -478,7 +483,8 @@ class ParallelConfig(_Section):
 
     workers: int | Literal["auto"] = Field(
         "auto",
-        description="CPU processes, one torch thread each: auto = one per usable core; "
+        description="CPU processes, one torch thread each: auto = one per usable core, or "
+        "up to twice that where it evens out the last round (3 seeds on 2 cores: 3); "
         "1 = one run after another in the stage's own process (always so on CUDA)",
     )
 

@@ -106,13 +106,16 @@ def test_every_strategy_runs_is_evaluated_and_reported(processed, tmp_path) -> N
     assert "default fraction" in json.loads(curve.point_path(params, 0.5).read_text())["skipped"]
     point = json.loads(curve.point_path(params, 0.2).read_text())
     assert point["train_fraction"] == 0.2
-    # the trained baselines are scored at the default fraction only
-    assert set(point["strategies"]) == set(metrics["strategies"]) - {"bpr", "lightgcn"}
+    # It retrains params.yaml's curve.strategies (the trained baselines and the instance
+    # transfer strategies are scored at the default fraction only).
+    on_curve = ["scratch", "zero_shot", "frozen", "finetune", "l2sp"]
+    assert curve.curve_strategies(params) == on_curve
+    assert set(point["strategies"]) == {*on_curve, "popularity"}
     assert point["positives"]["target/train"] < metrics_positives(params)
     text = params.paths.report(report.MARKDOWN).read_text()
-    assert "| sample_weighted |" in text and "## Quality bar" in text
+    assert "| sample_weighted | — | " in text and "## Quality bar" in text
     rows = params.paths.report(report.PLOT_DATA).read_text().splitlines()
-    assert rows[0] == "train_fraction," + ",".join([*strategies, "popularity"])
+    assert rows[0] == "train_fraction," + ",".join([*on_curve, "popularity"])
     assert [r.split(",")[0] for r in rows[1:]] == ["0.2", "0.5"]
     assert params.paths.report(report.PNG).read_bytes()[:4] == b"\x89PNG"
 

@@ -86,10 +86,22 @@ def test_a_dead_worker_is_a_named_error() -> None:
         map_runs(die_on_one, [0, 1, 2], workers=2)
 
 
-def test_worker_count() -> None:
-    assert worker_count(ParallelConfig(workers="auto"), CPU) == len(os.sched_getaffinity(0))
-    assert worker_count(ParallelConfig(workers=3), CPU) == 3
-    assert worker_count(ParallelConfig(workers=3), torch.device("cuda")) == 1
+def test_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    auto = ParallelConfig(workers="auto")
+    # One per core, or up to twice that where the last round would leave a core idle:
+    # 3 seeds in 3 processes (1.5 run-times of 2 cores) rather than in 2 (two rounds).
+    assert [worker_count(auto, CPU, jobs) for jobs in (1, 2, 3, 4, 6, 7, 21)] == [
+        1,
+        2,
+        3,
+        2,
+        2,
+        2,
+        3,
+    ]
+    assert worker_count(ParallelConfig(workers=3), CPU, 21) == 3
+    assert worker_count(ParallelConfig(workers=3), torch.device("cuda"), 21) == 1
     with pytest.raises(ValueError, match=r"parallel\.workers"):
         ParallelConfig(workers=0)
 

@@ -76,10 +76,10 @@ STAGE_INFO: dict[str, StageInfo] = {
         ("eval", "transfer", "target", "protocol", "preprocess"),
     ),
     "curve": StageInfo(
-        "the strategies trained and scored at another target train fraction",
+        "curve.strategies trained and scored at another target train fraction",
         "paths.interim, paths.pretrained",
         "reports/curve/<fraction>.json",
-        ("target", "preprocess", "protocol", "model", "transfer", "eval"),
+        ("target", "preprocess", "protocol", "model", "transfer", "eval", "curve"),
         item="a train fraction (default: every one in curve.fractions)",
     ),
     "report": StageInfo(

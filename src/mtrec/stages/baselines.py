@@ -71,7 +71,7 @@ def run(params: Params) -> None:
     # In single-threaded worker processes, as the transfer stage trains: on a CPU that is
     # faster, and the weights come out bit for bit the same every run (trained on the stage's
     # two threads they differed between runs, so `dvc repro` rewrote dvc.lock).
-    workers = worker_count(params.parallel, torch.device("cpu"))
+    workers = worker_count(params.parallel, torch.device("cpu"), len(jobs))
     runs = map_runs(lambda job: train_baseline(params, data, *job), jobs, workers)
     trained = dict(zip(jobs, runs, strict=True))
     report: dict[str, dict] = {}

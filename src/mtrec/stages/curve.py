@@ -33,6 +33,13 @@ def point_path(params: Params, fraction: float) -> Path:
     return params.paths.report(REPORTS) / f"{fraction}.json"
 
 
+def curve_strategies(params: Params) -> list[str]:
+    """The strategies an extra point retrains: ``curve.strategies`` (all when null) among
+    ``transfer.strategies``, in the latter's order."""
+    wanted = params.curve.strategies
+    return [s for s in params.transfer.strategies if wanted is None or s in wanted]
+
+
 def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dict:
     """Train and score every strategy at ``fraction``."""
     params = params.model_copy(
@@ -42,20 +49,17 @@ def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dic
     data = ProcessedData(out.interactions, out.items, out.users, out.meta)
     rows = target_rows(params, data)
     device = pick_device(params.transfer.train.device)
-    runs = [(name, seed) for name in params.transfer.strategies for seed in params.eval.seeds]
+    strategies = curve_strategies(params)
+    runs = [(name, seed) for name in strategies for seed in params.eval.seeds]
 
     def train_run(run: tuple[str, int]) -> tuple[MultiTaskModel, dict]:
         model, info = train_strategy(params, data, *run, rows, device)
         # Scored on the CPU, as evaluate scores its checkpoints (the rows are CPU tensors).
         return model.cpu(), info
 
-    trained = dict(
-        zip(runs, map_runs(train_run, runs, worker_count(params.parallel, device)), strict=True)
-    )
-    models = {
-        name: [trained[name, seed][0] for seed in params.eval.seeds]
-        for name in params.transfer.strategies
-    }
+    workers = worker_count(params.parallel, device, len(runs))
+    trained = dict(zip(runs, map_runs(train_run, runs, workers), strict=True))
+    models = {name: [trained[name, seed][0] for seed in params.eval.seeds] for name in strategies}
     report = evaluation_report(params, data, models)
     return report | {"positives": data.meta["positives"]}
 

@@ -37,12 +37,20 @@ Result = TypeVar("Result")
 _RUN: Callable[[Any], Any] | None = None
 
 
-def worker_count(cfg: ParallelConfig, device: torch.device) -> int:
-    """Processes to train in: 1 on CUDA or under torchrun, else ``cfg.workers`` (auto: one
-    per core this process may run on)."""
+def worker_count(cfg: ParallelConfig, device: torch.device, jobs: int) -> int:
+    """Processes to train ``jobs`` runs in: 1 on CUDA or under torchrun, else ``cfg.workers``.
+    auto: one per core this process may run on, or up to twice that where it evens out the
+    last round. Single-threaded processes share the cores about evenly, so W workers take
+    about ceil(jobs / W) * W / cores run-times: 3 seeds on 2 cores take 1.5 in 3 processes
+    against 2 in 2 (pretrain on the bundled data: 68 -> 58 s)."""
     if device.type != "cpu" or distributed.current().world > 1:
         return 1
-    return len(os.sched_getaffinity(0)) if cfg.workers == "auto" else cfg.workers
+    if cfg.workers != "auto":
+        return cfg.workers
+    cores = len(os.sched_getaffinity(0))
+    if jobs <= cores:
+        return max(jobs, 1)
+    return min(range(cores, min(jobs, 2 * cores) + 1), key=lambda w: (-(-jobs // w) * w, w))
 
 
 # prctl(2) option: the signal the kernel sends this process when its parent dies.

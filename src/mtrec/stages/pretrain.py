@@ -69,7 +69,7 @@ def run(params: Params) -> None:
             log.info("pretrained seed %d in %.1f s: %s", seed, result.seconds, info)
             return info
 
-        infos = map_runs(pretrain_seed, seeds, worker_count(params.parallel, device))
+        infos = map_runs(pretrain_seed, seeds, worker_count(params.parallel, device, len(seeds)))
         report |= {f"seed{seed}": info for seed, info in zip(seeds, infos, strict=True)}
     if distributed.current().main:
         write_json(params.paths.report("pretrain.json"), report)

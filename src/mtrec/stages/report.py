@@ -111,10 +111,16 @@ def markdown(params: Params, points: dict[float, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curve_lines(params: Params) -> list[str]:
+    """What the plots draw at every fraction: the strategies the curve retrains, popularity
+    (the table shows the rest at the default fraction)."""
+    return [*curve.curve_strategies(params), "popularity"]
+
+
 def plot_rows(params: Params, points: dict[float, dict]) -> str:
     """Wide CSV for `dvc plots`: one row per fraction, one column per strategy."""
     metric = f"ndcg@{params.eval.k}"
-    names = [*params.transfer.strategies, "popularity"]
+    names = curve_lines(params)
     rows = ["train_fraction," + ",".join(names)]
     for fraction, point in points.items():
         values = [point["strategies"][n][metric]["mean"] for n in names]
@@ -132,7 +138,7 @@ def plot_png(params: Params, points: dict[float, dict], path) -> None:
     metric = f"ndcg@{params.eval.k}"
     fig, ax = plt.subplots(figsize=(7, 4.5))
     fractions = list(points)
-    for name in [*params.transfer.strategies, "popularity"]:
+    for name in curve_lines(params):
         values = [points[f]["strategies"][name][metric] for f in fractions]
         ax.errorbar(
             fractions,

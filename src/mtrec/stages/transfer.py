@@ -192,7 +192,7 @@ def _run_strategy(
             return info
 
         seeds = params.eval.seeds
-        infos = map_runs(train_seed, seeds, worker_count(params.parallel, device))
+        infos = map_runs(train_seed, seeds, worker_count(params.parallel, device, len(seeds)))
         report["seeds"] = {f"seed{seed}": info for seed, info in zip(seeds, infos, strict=True)}
     if distributed.current().main:
         write_json(report_path(params, strategy), report)
