@@ -50,7 +50,7 @@ def test_trigger_from_the_form_then_ctrl_c_stops_everything(tmp_path) -> None:
     project = make_project(tmp_path)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["transfer"]["strategies"] = ["scratch", "finetune"]
-    params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
+    params["curve"]["fractions"] = [params["target"]["train_fraction"]]
     params["gates"]["require_transfer_gain"] = False
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     port = free_port()

@@ -230,7 +230,7 @@ def accepted(module_project: Path) -> tuple[Path, dict[str, object]]:
     # Only what a champion needs: one epoch, no extra curve point (the default fraction's
     # point is evaluate's own).
     params["pretrain"]["epochs"] = params["transfer"]["train"]["epochs"] = 1
-    params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
+    params["curve"]["fractions"] = [params["target"]["train_fraction"]]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # Every stage in this process, then `dvc commit` records their outputs in dvc.lock: the
     # state a good `dvc repro` leaves, which the cases must not change.

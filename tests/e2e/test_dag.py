@@ -141,7 +141,7 @@ def test_dag_runs_end_to_end_and_registers_a_challenger(airflow_env, project) ->
     # DAG under dag.test(), kept cheap: one epoch, and the curve's one point is the default
     # fraction (evaluate's own, so the mapped curve task has nothing to train).
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
+    params["curve"]["fractions"] = [params["target"]["train_fraction"]]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     migrate_airflow(airflow_env)
     conf = {

@@ -254,7 +254,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "popularity_margin": None,
         "champion_tolerance": 1.0,
     }
-    params["curve"] = {"fractions": [params["target"]["train_fraction"]]}
+    params["curve"]["fractions"] = [params["target"]["train_fraction"]]
     params["schedule"]["feedback"] = None  # only the run this test triggers
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
