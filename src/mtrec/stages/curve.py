@@ -41,7 +41,7 @@ def curve_strategies(params: Params) -> list[str]:
 
 
 def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dict:
-    """Train and score every strategy at ``fraction``."""
+    """Train and score the curve's strategies (:func:`curve_strategies`) at ``fraction``."""
     params = params.model_copy(
         update={"target": params.target.model_copy(update={"train_fraction": fraction})}
     )

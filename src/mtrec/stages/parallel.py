@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -50,7 +51,7 @@ def worker_count(cfg: ParallelConfig, device: torch.device, jobs: int) -> int:
     cores = len(os.sched_getaffinity(0))
     if jobs <= cores:
         return max(jobs, 1)
-    return min(range(cores, min(jobs, 2 * cores) + 1), key=lambda w: (-(-jobs // w) * w, w))
+    return min(range(cores, min(jobs, 2 * cores) + 1), key=lambda w: (math.ceil(jobs / w) * w, w))
 
 
 # prctl(2) option: the signal the kernel sends this process when its parent dies.
