@@ -50,6 +50,15 @@ def curve_point(params: Params, tables: CanonicalTables, fraction: float) -> dic
     rows = target_rows(params, data)
     device = pick_device(params.transfer.train.device)
     strategies = curve_strategies(params)
+    left_out = [s for s in params.transfer.strategies if s not in strategies]
+    log.info(
+        "curve point %g: retraining %s%s",
+        fraction,
+        ", ".join(strategies),
+        f" (not {', '.join(left_out)}: curve.strategies; scored at the default fraction only)"
+        if left_out
+        else "",
+    )
     runs = [(name, seed) for name in strategies for seed in params.eval.seeds]
 
     def train_run(run: tuple[str, int]) -> tuple[MultiTaskModel, dict]:
