@@ -10,6 +10,7 @@ python "$(dirname "$0")/../scripts/make_secrets.py" --check
 airflow db migrate
 airflow fab-db migrate
 airflow pools import "${AIRFLOW__CORE__DAGS_FOLDER:-${AIRFLOW_HOME}/dags}/pools.json"
-airflow users create --role Admin --username "${AIRFLOW_ADMIN_USER}" \
-  --password "${AIRFLOW_ADMIN_PASSWORD}" --firstname mtrec --lastname admin \
+# --option=value: a password of the operator's own that starts with "-" is still a value.
+airflow users create --role Admin --username="${AIRFLOW_ADMIN_USER}" \
+  --password="${AIRFLOW_ADMIN_PASSWORD}" --firstname mtrec --lastname admin \
   --email "${AIRFLOW_ADMIN_USER}@localhost"

@@ -15,18 +15,35 @@ import binascii
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+
+def _no_leading_dash(make: Callable[[], str]) -> Callable[[], str]:
+    """``make``, drawn again while its value starts with "-": a command line that takes the
+    secret as an argument (``mc alias set`` in minio-buckets) would read it as an option."""
+
+    def draw() -> str:
+        while (value := make()).startswith("-"):
+            pass
+        return value
+
+    return draw
+
 
 # Every secret compose interpolates, and how a fresh one is made.
 SECRETS = {
-    "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
-    "AIRFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
-    # A Fernet key is 32 random bytes, url-safe base64 (no cryptography import needed here).
-    "AIRFLOW_FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
-    "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(48),
-    "MLFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
-    "MLFLOW_SECRET_KEY": lambda: secrets.token_urlsafe(48),
-    "S3_SECRET_KEY": lambda: secrets.token_urlsafe(24),
+    name: _no_leading_dash(make)
+    for name, make in {
+        "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
+        "AIRFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
+        # A Fernet key is 32 random bytes, url-safe base64 (no cryptography import needed).
+        "AIRFLOW_FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+        "MLFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
+        "MLFLOW_SECRET_KEY": lambda: secrets.token_urlsafe(48),
+        "S3_SECRET_KEY": lambda: secrets.token_urlsafe(24),
+    }.items()
 }
 # Not secret: written as they are.
 SETTINGS = {

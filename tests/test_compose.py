@@ -2,6 +2,7 @@
 (each service's command line under its image's entrypoint is one the installed CLIs accept),
 and is secure by default (auth, loopback ports, no placeholder secrets)."""
 
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .compose_stack import AIRFLOW_SERVICES, MTREC_IMAGE, read_env, service_argv
+from .compose_stack import AIRFLOW_SERVICES, MTREC_IMAGE, SECRETS_SCRIPT, read_env, service_argv
 from .compose_stack import compose as _compose
 from .compose_stack import make_secrets as _secrets
 from .compose_stack import services as _services
@@ -79,6 +80,18 @@ def test_make_secrets_writes_fresh_random_secrets_and_never_overwrites(tmp_path)
     assert first.stat().st_mode & 0o077 == 0  # owner-only
     again = _secrets("--env-file", str(first))
     assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_generated_secrets_never_start_with_a_dash() -> None:
+    """`mc alias set` takes S3_SECRET_KEY as an argument: a leading "-" reads as an option
+    (one token_urlsafe in 64 starts with one; a CI run drew it for the admin password)."""
+    spec = importlib.util.spec_from_file_location("make_secrets", SECRETS_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, make in module.SECRETS.items():
+        firsts = {make()[0] for _ in range(400)}
+        assert "-" not in firsts, name
+        assert len(firsts) > 20, name  # still random in its first character
 
 
 def test_published_ports_bind_to_loopback_unless_opted_in(services) -> None:

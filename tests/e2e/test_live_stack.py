@@ -242,6 +242,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     assert make_secrets("--env-file", str(secrets_env)).returncode == 0
     # This machine's Postgres trusts its own users: compose's database user is one of them.
     _set_env_line(secrets_env, "POSTGRES_USER", PG["user"])
+    # An operator's own password may start with "-" (1 in 64 generated ones did, until
+    # make_secrets drew again): airflow-init must still pass it to `airflow users create`.
+    password = read_env(secrets_env)["AIRFLOW_ADMIN_PASSWORD"]
+    _set_env_line(secrets_env, "AIRFLOW_ADMIN_PASSWORD", f"-{password}")
     dotenv = read_env(secrets_env)
     compose = services(secrets_env)
 
