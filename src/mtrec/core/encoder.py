@@ -210,12 +210,16 @@ class PairEncoder(nn.Module):
                 raise ValueError("this model encodes user history: pass user_history")
             self.user_history.copy_(user_history)
 
-    def users(self, users: torch.Tensor) -> torch.Tensor:
-        """[n] -> [n, d]."""
+    def users(self, users: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """[n] -> [n, d]. ``exclude`` [n]: an item each user's history is read without (the
+        row's own item in training: with it there, a model learns to find the item in the
+        history instead of what the history predicts)."""
         ids = self._id_tables()[0][users] if self.graph_layers else self.user_embedding(users)
         vector = ids + self.user_side(self.user_features[users])
         if self.history is not None:
             items = self.user_history[users]
+            if exclude is not None:
+                items = items.masked_fill(items == exclude.unsqueeze(1), 0)
             vector = vector + self.history(items, self.item_ids(items))
         return vector
 
@@ -248,6 +252,7 @@ class PairEncoder(nn.Module):
     def forward(
         self, users: torch.Tensor, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row-wise pairs: [n, out_dim] and the items' text encodings [n, d]."""
+        """Row-wise pairs: [n, out_dim] and the items' text encodings [n, d]; each user's
+        history is read without the row's item."""
         item_vec, text = self.items(items)
-        return torch.cat([self.users(users), item_vec], dim=-1), text
+        return torch.cat([self.users(users, exclude=items), item_vec], dim=-1), text

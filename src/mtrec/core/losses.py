@@ -159,7 +159,9 @@ class RankingLoss:
         if not len(users):  # a batch without clicks ranks nothing
             return batch["click"].sum() * 0.0
         item_vec, _ = model.encoder.items(items)
-        scores = model.click_grid(model.encoder.users(users), item_vec)  # [P, P + N]
+        # Row i's positive is candidate i: the user's history is read without it.
+        user_vec = model.encoder.users(users, exclude=items[: len(users)])
+        scores = model.click_grid(user_vec, item_vec)  # [P, P + N]
         if self.kind == "bpr":
             return bpr_loss(scores, negative)
         if self.kind == "softmax":
