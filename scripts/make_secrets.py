@@ -18,32 +18,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-
-def _no_leading_dash(make: Callable[[], str]) -> Callable[[], str]:
-    """``make``, drawn again while its value starts with "-": a command line that takes the
-    secret as an argument (``mc alias set`` in minio-buckets) would read it as an option."""
-
-    def draw() -> str:
-        while (value := make()).startswith("-"):
-            pass
-        return value
-
-    return draw
-
-
 # Every secret compose interpolates, and how a fresh one is made.
-SECRETS = {
-    name: _no_leading_dash(make)
-    for name, make in {
-        "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
-        "AIRFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
-        # A Fernet key is 32 random bytes, url-safe base64 (no cryptography import needed).
-        "AIRFLOW_FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(48),
-        "MLFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
-        "MLFLOW_SECRET_KEY": lambda: secrets.token_urlsafe(48),
-        "S3_SECRET_KEY": lambda: secrets.token_urlsafe(24),
-    }.items()
+SECRETS: dict[str, Callable[[], str]] = {
+    "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
+    "AIRFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
+    # A Fernet key is 32 random bytes, url-safe base64 (no cryptography import needed here).
+    "AIRFLOW_FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+    "MLFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
+    "MLFLOW_SECRET_KEY": lambda: secrets.token_urlsafe(48),
+    "S3_SECRET_KEY": lambda: secrets.token_urlsafe(24),
 }
 # Not secret: written as they are.
 SETTINGS = {
@@ -76,12 +60,21 @@ def problems(env: dict[str, str]) -> list[str]:
     return found
 
 
+def fresh_secret(name: str) -> str:
+    """A new value for secret ``name``, drawn again while it starts with "-": a command line
+    that takes the secret as an argument (``mc alias set`` in minio-buckets) would read it as
+    an option."""
+    while (value := SECRETS[name]()).startswith("-"):
+        pass
+    return value
+
+
 def write_env(path: Path) -> None:
     """A new ``.env``: the settings and a fresh value for every secret (owner-only)."""
     if path.exists():
         raise SystemExit(f"{path} exists; move it away first (its secrets may be in use)")
     lines = [f"{k}={v}" for k, v in SETTINGS.items()]
-    lines += [f"{k}={make()}" for k, make in SECRETS.items()]
+    lines += [f"{name}={fresh_secret(name)}" for name in SECRETS]
     path.touch(mode=0o600)  # owner-only before a secret is in it
     path.write_text("# Written by `make secrets`. Keep it out of git.\n" + "\n".join(lines) + "\n")
 
