@@ -95,6 +95,17 @@ def test_click_rows_equal_the_forward_click(architecture, spec) -> None:
     torch.testing.assert_close(model.click_rows(users, items), expected)
 
 
+@pytest.mark.parametrize("dot_product", [False, True], ids=["mlp", "dot"])
+def test_click_rows_read_the_users_history_as_the_forward_click_does(dot_product) -> None:
+    """The sampled validation scores with click_rows: a scored item in the user's history is
+    left out of it there as in forward (as it was in training)."""
+    model = tiny_model(history_length=5, dot_product=dot_product).eval()
+    model.encoder.user_history[2] = torch.tensor([0, 4, 7, 9, 4])
+    users, items = torch.tensor([2, 2, 3]), torch.tensor([4, 9, 4])
+    expected = model(users, items)["click"].detach()
+    torch.testing.assert_close(model.click_rows(users, items), expected)
+
+
 def test_retrieval_options_need_the_dot_product() -> None:
     with pytest.raises(ValueError, match="shape dot_product"):
         tiny_model(item_tower="content")

@@ -168,11 +168,12 @@ class MultiTaskModel(nn.Module):
 
     @torch.no_grad()
     def click_rows(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Row-wise click logits [n], as ``forward``'s, with every distinct item encoded once
-        and the click head alone (the sampled protocol repeats items across rows)."""
+        """Row-wise click logits [n], as ``forward``'s (each user's history read without the
+        row's item), with every distinct item encoded once and the click head alone (the
+        sampled protocol repeats items across rows)."""
         unique, inverse = torch.unique(items, return_inverse=True)
         item_vec = self.encoder.items(unique)[0][inverse]
-        user_vec = self.encoder.users(users)
+        user_vec = self.encoder.users(users, exclude=items)
         pairs = torch.cat([user_vec, item_vec], dim=-1)
         return self._click(pairs, user_vec, item_vec, grid=False)
 
