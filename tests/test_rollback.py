@@ -137,6 +137,27 @@ def test_two_concurrent_promotions_one_wins_the_other_fails_clearly(cfg) -> None
     assert not registry.client.search_registered_models(f"name = '{cfg.model_name}{LOCK_SUFFIX}'")
 
 
+def test_a_lock_released_while_a_losing_promotion_reads_it_is_taken(cfg, monkeypatch) -> None:
+    """MLflow's SQL store answers a lost create race by reading the holder's lock back; if the
+    holder released it in between, that read raises RESOURCE_DOES_NOT_EXIST from inside
+    ``create_registered_model``. The loser must take the free lock, not die (seen in CI)."""
+    registry = _promote_versions(cfg, 1)
+    lock = f"{cfg.model_name}{LOCK_SUFFIX}"
+    registry.client.create_registered_model(lock)  # another promotion holds it
+    store = registry.client._get_registry_client().store
+    read_lock = store.get_registered_model
+
+    def holder_releases_before_the_read(name: str):
+        monkeypatch.setattr(store, "get_registered_model", read_lock)
+        registry.client.delete_registered_model(lock)
+        return read_lock(name)
+
+    monkeypatch.setattr(store, "get_registered_model", holder_releases_before_the_read)
+    with registry._promotion_lock():
+        assert registry.client.get_registered_model(lock)
+    assert not registry.client.search_registered_models(f"name = '{lock}'")
+
+
 def test_a_stale_promotion_lock_is_broken(cfg) -> None:
     """A promotion that crashed while holding the lock does not block promotion for ever."""
     registry = _promote_versions(cfg, 1)

@@ -337,6 +337,10 @@ class Registry:
                 )
                 break
             except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    # The SQL store reads the holder's lock back after a lost insert; the
+                    # holder released it in between, so the lock is free: try again.
+                    continue
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
             try:
