@@ -46,7 +46,9 @@ def protocol_params(name: str, spec: dict, seeds: list[int], overlay: dict | Non
     root = CACHE / name / "workspace"
     raw = read_preset(PROJECT, spec["preset"]) if spec.get("preset") else {}
     raw = deep_merge(raw, spec.get("params", {}))
-    strategies = sorted({"scratch"} | {e["strategy"] for e in spec["mtrec"].values()})
+    strategies = sorted(
+        {"scratch"} | {e["strategy"] for e in spec["mtrec"].values() if "strategy" in e}
+    )
     paths = {
         key: str(root / key)
         for key in ("interim", "processed", "embeddings", "pretrained", "transferred")
@@ -108,7 +110,8 @@ def run_peer(peer: Path, export: Path, model: str, seed: int, epochs: int) -> di
 
 
 def mtrec_baseline(params: Params, model: str, seed: int) -> dict:
-    """popularity (counts), or BPR / LightGCN from the baselines stage's trainer."""
+    """popularity (counts), or a trained baseline (BPR, LightGCN, LightGCN joint) from the
+    baselines stage's trainer."""
     data = load_processed(params)
     test = evaluate.build_test_set(params, data)
     if model == "popularity":
@@ -150,6 +153,18 @@ def mtrec_strategy(params: Params, strategy: str, seed: int) -> dict:
         result["curve"] = [[round(pretrain_seconds + t, 3), v] for t, v in curve]
         result[f"valid_ndcg@{K}"] = max(v for _, v in curve)
     return result | {"info": info}
+
+
+def entry_model(entry: dict) -> str:
+    """What a quality.yaml entry trains: a transfer strategy or a baseline of the stage."""
+    return entry.get("strategy") or entry["baseline"]
+
+
+def mtrec_entry(params: Params, entry: dict, seed: int) -> dict:
+    """One seed of a quality.yaml entry: its strategy, or its baseline (e.g. lightgcn_joint)."""
+    if "baseline" in entry:
+        return mtrec_baseline(params, entry["baseline"], seed)
+    return mtrec_strategy(params, entry["strategy"], seed)
 
 
 def cached(path: Path, policy: str, compute) -> dict | None:
@@ -206,8 +221,8 @@ def run_protocol(name: str, spec: dict, seeds: list[int], peer: Path, policy: st
         )
         for seed in seeds:
             path = CACHE / name / "mtrec" / slug / f"seed{seed}.json"
-            results.setdefault(f"mtrec {label} ({entry['strategy']})", {})[seed] = cached(
-                path, policy, lambda s=seed, e=entry, p=tuned: mtrec_strategy(p, e["strategy"], s)
+            results.setdefault(f"mtrec {label} ({entry_model(entry)})", {})[seed] = cached(
+                path, policy, lambda s=seed, e=entry, p=tuned: mtrec_entry(p, e, s)
             )
     done = {m: {s: r for s, r in runs.items() if r is not None} for m, runs in results.items()}
     return {m: runs for m, runs in done.items() if runs}
@@ -289,7 +304,7 @@ def markdown(report: dict) -> str:
         lines += [f"## {proto['title']}", "", f"Headline: {proto['headline']}.", ""]
         for label, entry in proto.get("entries", {}).items():
             overlay = json.dumps(entry.get("params", {}))
-            lines.append(f"- mtrec {label}: `{entry['strategy']}`, params overlay `{overlay}`")
+            lines.append(f"- mtrec {label}: `{entry_model(entry)}`, params overlay `{overlay}`")
         lines += [""] if proto.get("entries") else []
         lines += ["| model | " + " | ".join(columns) + " | train s | seeds |"]
         lines += ["|---" * (len(columns) + 3) + "|"]

@@ -463,6 +463,12 @@ class LightGCNConfig(BPRConfig):
 class BaselinesConfig(_Section):
     """Baselines scored beside the strategies on the same split (popularity needs no training)."""
 
+    models: list[Literal["bpr", "lightgcn", "lightgcn_joint"]] = Field(
+        ["bpr", "lightgcn"],
+        min_length=1,
+        description="the trained baselines; lightgcn_joint: LightGCN on the source's clicks "
+        "too (shared users, one graph per domain) with baselines.lightgcn's settings",
+    )
     bpr: BPRConfig = BPRConfig()
     lightgcn: LightGCNConfig = LightGCNConfig()
 

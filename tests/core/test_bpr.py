@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mtrec.config import BPRConfig, LightGCNConfig
-from mtrec.core.bpr import BPRMF, NegativeSampler, fit_bpr, fit_lightgcn
+from mtrec.core.bpr import BPRMF, NegativeSampler, fit_bpr, fit_lightgcn, valid_ndcg
 from mtrec.core.evaluation import RankingTask, SampledTask, evaluate_sampled
 
 
@@ -39,7 +39,7 @@ def _split() -> tuple[tuple, tuple, RankingTask]:
 )
 def test_pairwise_baselines_learn_preferences_and_round_trip(fit, cfg, tmp_path) -> None:
     train, held, valid = _split()
-    model, info = fit(train, valid, torch.arange(30), 20, 30, cfg, 0, 5, 8)
+    model, info = fit([train], valid, [torch.arange(30)], 20, 30, cfg, 0, 5, 8)
     assert 1 <= info["best_epoch"] <= info["epochs_run"] <= 30
     assert len(info["curve"]) == info["epochs_run"]
     assert info["valid_ndcg@5"] == max(score for _, score in info["curve"])
@@ -69,12 +69,12 @@ def test_negatives_avoid_the_users_training_items() -> None:
 def test_early_stopping_waits_for_warmup() -> None:
     train, _, valid = _split()
     cfg = BPRConfig(embedding_dim=8, epochs=12, batch_size=64, lr=1e-9, patience=1)
-    _, info = fit_bpr(train, valid, torch.arange(30), 20, 30, cfg, 0, 5, 8)
+    _, info = fit_bpr([train], valid, [torch.arange(30)], 20, 30, cfg, 0, 5, 8)
     assert info["epochs_run"] < 12  # a frozen model stops on patience ...
     _, info = fit_bpr(
-        train,
+        [train],
         valid,
-        torch.arange(30),
+        [torch.arange(30)],
         20,
         30,
         cfg.model_copy(update={"warmup_epochs": 12}),
@@ -83,3 +83,23 @@ def test_early_stopping_waits_for_warmup() -> None:
         8,
     )
     assert info["epochs_run"] == 12  # ... but not inside the warm-up
+
+
+def test_a_source_domains_clicks_teach_the_shared_users_the_target_ranks_with() -> None:
+    """One target click per user says little about a user's parity; the source domain's
+    clicks (items 30-59, same parity rule) say it all, and reach the target through the
+    shared user embeddings while each domain keeps its own graph."""
+    users, items = _parity_positives(20, 30)
+    own = users == items  # user u's one training click is item u: no two users share one
+    train, held = (users[own], items[own]), (users[~own], items[~own])
+    valid = RankingTask(torch.arange(20), torch.arange(30), train, held)
+    source_users, source_items = _parity_positives(20, 60)
+    source = (source_users[source_items >= 30], source_items[source_items >= 30])
+    cfg = LightGCNConfig(embedding_dim=8, epochs=30, batch_size=64, lr=0.05, patience=30)
+    cfg = cfg.model_copy(update={"warmup_epochs": 0})
+    pools = [torch.arange(30), torch.arange(30, 60)]
+    _, alone = fit_lightgcn([train], valid, pools[:1], 20, 60, cfg, 0, 5, 8)
+    joint, both = fit_lightgcn([train, source], valid, pools, 20, 60, cfg, 0, 5, 8)
+    assert alone["valid_ndcg@5"] < 0.8 < 0.95 < both["valid_ndcg@5"]
+    # the exported tables are the target's graph's, the ones validation scored
+    assert valid_ndcg(joint, valid, 5, 8) == pytest.approx(both["valid_ndcg@5"])

@@ -1,6 +1,7 @@
-"""Pairwise single-domain baselines trained with the BPR loss (Rendle et al., 2009) on the
-target's positives alone: matrix factorisation (:class:`BPRMF`) and LightGCN
-(:mod:`mtrec.core.graph`), both scored like every model (full ranking and sampled candidates).
+"""Pairwise baselines trained with the BPR loss (Rendle et al., 2009): matrix factorisation
+(:class:`BPRMF`) and LightGCN (:mod:`mtrec.core.graph`), on the target's positives alone or
+with a source domain's beside them (shared users, one graph per domain), both scored like
+every model (full ranking and sampled candidates).
 
 Training follows RecBole's general-recommendation recipe: one uniform negative per positive
 drawn afresh every epoch among the items the user has not trained on, and the epoch with the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +25,8 @@ from mtrec.core.graph import LightGCN, normalized_adjacency
 from mtrec.core.trainer import make_optimizer
 
 log = logging.getLogger(__name__)
+
+Positives = tuple[torch.Tensor, torch.Tensor]  # (users, items) of one domain's training clicks
 
 
 class PairwiseSettings(Protocol):
@@ -47,7 +51,7 @@ class LightGCNSettings(PairwiseSettings, Protocol):
 class TableModel(Protocol):
     """A model whose scores are dot products of a user and an item table."""
 
-    def tables(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def tables(self, domain: int = 0) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def ego(self) -> tuple[torch.Tensor, torch.Tensor]: ...
 
@@ -73,8 +77,8 @@ class BPRMF(nn.Module):
             model.item.weight.copy_(items)
         return model.eval()
 
-    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (user, item) embedding tables."""
+    def tables(self, domain: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (user, item) embedding tables, the same in every domain."""
         return self.user.weight, self.item.weight
 
     def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,10 +147,12 @@ def bpr_loss(
     items: torch.Tensor,
     negatives: torch.Tensor,
     reg_weight: float,
+    domain: int = 0,
 ) -> torch.Tensor:
     """-log sigmoid(s(u, i) - s(u, j)) averaged over the batch, plus ``reg_weight`` x the batch's
-    mean squared L2 norm of the layer-0 embeddings of u, i and j, halved (as in LightGCN)."""
-    user_table, item_table = model.tables()
+    mean squared L2 norm of the layer-0 embeddings of u, i and j, halved (as in LightGCN);
+    scored with ``domain``'s tables."""
+    user_table, item_table = model.tables(domain)
     u = user_table[users]
     diff = (u * item_table[items]).sum(-1) - (u * item_table[negatives]).sum(-1)
     loss = -F.logsigmoid(diff).mean()
@@ -170,33 +176,56 @@ def valid_ndcg(model: TableModel, valid: RankingTask, k: int, block: int) -> flo
     return metrics[f"ndcg@{k}"]
 
 
+def _batch_loss(
+    model: TableModel,
+    rows: Positives,
+    negatives: torch.Tensor,
+    domain: torch.Tensor,
+    batch: torch.Tensor,
+    reg_weight: float,
+) -> torch.Tensor:
+    """The batch's mean BPR loss, each row scored with its own domain's tables."""
+    users, items = rows
+    loss = torch.zeros(())
+    for d in torch.unique(domain[batch]).tolist():
+        mine = batch[domain[batch] == d]
+        share = len(mine) / len(batch)
+        loss = loss + share * bpr_loss(
+            model, users[mine], items[mine], negatives[mine], reg_weight, d
+        )
+    return loss
+
+
 def fit_pairwise(
     model: BPRMF | LightGCN,
-    train: tuple[torch.Tensor, torch.Tensor],
+    train: Sequence[Positives],
     valid: RankingTask,
-    pool: torch.Tensor,
+    pools: Sequence[torch.Tensor],
     cfg: PairwiseSettings,
     seed: int,
     k: int,
     block: int,
 ) -> tuple[BPRMF, dict]:
-    """Train ``model`` (MF or LightGCN) with BPR on the ``train`` (user, item) positives; keep
-    the epoch with the best valid NDCG@K, stop after ``cfg.patience`` epochs without gain but
-    not before ``cfg.warmup_epochs`` (a fresh model may sit on a popularity ranking a while).
-    Returns the kept model as fixed tables and the run's record, the per-epoch validation
-    curve (seconds of training so far, NDCG) included."""
+    """Train ``model`` (MF or LightGCN) with BPR on the (user, item) positives of each domain
+    in ``train``, each positive's negative drawn from its domain's item pool in ``pools``. The
+    first domain is the target: its valid NDCG@K picks the epoch kept, and its tables are
+    exported. Stops after ``cfg.patience`` epochs without gain but not before
+    ``cfg.warmup_epochs`` (a fresh model may sit on a popularity ranking a while). Returns the
+    kept model as fixed tables and the run's record, the per-epoch validation curve (seconds
+    of training so far, NDCG) included."""
     gen = torch.Generator().manual_seed(seed)
-    sampler = NegativeSampler(*train, pool)
+    samplers = [NegativeSampler(*pair, pool) for pair, pool in zip(train, pools, strict=True)]
     optimizer = make_optimizer(list(model.parameters()), cfg.lr, cfg.weight_decay)
-    users, items = train
+    rows = (torch.cat([u for u, _ in train]), torch.cat([i for _, i in train]))
+    domain = torch.cat([torch.full((len(u),), d) for d, (u, _) in enumerate(train)])
     best, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
     curve, seconds = [], 0.0
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
-        negatives = sampler.draw(users, gen)
-        for batch in torch.randperm(len(users), generator=gen).split(cfg.batch_size):
-            loss = bpr_loss(model, users[batch], items[batch], negatives[batch], cfg.reg_weight)
+        negatives = torch.cat([s.draw(u, gen) for s, (u, _) in zip(samplers, train, strict=True)])
+        for batch in torch.randperm(len(domain), generator=gen).split(cfg.batch_size):
+            loss = _batch_loss(model, rows, negatives, domain, batch, cfg.reg_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -231,9 +260,9 @@ def fit_pairwise(
 
 
 def fit_bpr(
-    train: tuple[torch.Tensor, torch.Tensor],
+    train: Sequence[Positives],
     valid: RankingTask,
-    pool: torch.Tensor,
+    pools: Sequence[torch.Tensor],
     n_users: int,
     n_items: int,
     cfg: PairwiseSettings,
@@ -244,13 +273,13 @@ def fit_bpr(
     """BPR matrix factorisation (:func:`fit_pairwise` on a fresh :class:`BPRMF`)."""
     torch.manual_seed(seed)
     model = BPRMF(n_users, n_items, cfg.embedding_dim)
-    return fit_pairwise(model, train, valid, pool, cfg, seed, k, block)
+    return fit_pairwise(model, train, valid, pools, cfg, seed, k, block)
 
 
 def fit_lightgcn(
-    train: tuple[torch.Tensor, torch.Tensor],
+    train: Sequence[Positives],
     valid: RankingTask,
-    pool: torch.Tensor,
+    pools: Sequence[torch.Tensor],
     n_users: int,
     n_items: int,
     cfg: LightGCNSettings,
@@ -258,8 +287,9 @@ def fit_lightgcn(
     k: int,
     block: int,
 ) -> tuple[BPRMF, dict]:
-    """LightGCN over the graph of the ``train`` positives, exported as its propagated tables."""
+    """LightGCN over one graph per domain of the ``train`` positives, exported as the target's
+    (the first domain's) propagated tables."""
     torch.manual_seed(seed)
-    adjacency = normalized_adjacency(*train, n_users, n_items)
-    model = LightGCN(adjacency, n_users, n_items, cfg.embedding_dim, cfg.layers)
-    return fit_pairwise(model, train, valid, pool, cfg, seed, k, block)
+    adjacencies = [normalized_adjacency(*pairs, n_users, n_items) for pairs in train]
+    model = LightGCN(adjacencies, n_users, n_items, cfg.embedding_dim, cfg.layers)
+    return fit_pairwise(model, train, valid, pools, cfg, seed, k, block)

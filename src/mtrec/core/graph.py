@@ -3,6 +3,8 @@ graph with a symmetric-normalised sparse adjacency, the layers averaged; trained
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -34,22 +36,36 @@ def propagate(adjacency: torch.Tensor, embeddings: torch.Tensor, layers: int) ->
 
 
 class LightGCN(nn.Module):
-    """Free user and item embeddings (layer 0) propagated over a fixed training graph."""
+    """Free user and item embeddings (layer 0) propagated over fixed training graphs, one per
+    domain. Users are shared, so every domain's clicks train the layer-0 user vectors each
+    graph propagates; a domain's scores read its own graph only (one graph of both domains
+    mixes a user's items of the other domain into every layer: docs/models.md, seventh round)."""
 
-    def __init__(self, adjacency: torch.Tensor, n_users: int, n_items: int, dim: int, layers: int):
+    def __init__(
+        self,
+        adjacencies: Sequence[torch.Tensor],
+        n_users: int,
+        n_items: int,
+        dim: int,
+        layers: int,
+    ):
         super().__init__()
-        self.n_users, self.layers = n_users, layers
-        self.register_buffer("adjacency", adjacency, persistent=False)
+        self.n_users, self.layers, self.n_domains = n_users, layers, len(adjacencies)
+        for domain, adjacency in enumerate(adjacencies):
+            self.register_buffer(f"adjacency{domain}", adjacency, persistent=False)
         self.user = nn.Embedding(n_users, dim)
         self.item = nn.Embedding(n_items, dim)
         # Xavier-uniform, as the reference implementations (LightGCN, RecBole).
         for emb in (self.user, self.item):
             nn.init.xavier_uniform_(emb.weight)
 
-    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Propagated (user, item) embedding tables: what every score is a dot product of."""
+    def tables(self, domain: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Propagated (user, item) embedding tables over ``domain``'s graph: what every score
+        of that domain is a dot product of."""
         out = propagate(
-            self.adjacency, torch.cat([self.user.weight, self.item.weight]), self.layers
+            self.get_buffer(f"adjacency{domain}"),
+            torch.cat([self.user.weight, self.item.weight]),
+            self.layers,
         )
         return out[: self.n_users], out[self.n_users :]
 
