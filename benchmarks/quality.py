@@ -51,7 +51,7 @@ def protocol_params(name: str, spec: dict, seeds: list[int], overlay: dict | Non
     )
     paths = {
         key: str(root / key)
-        for key in ("interim", "processed", "embeddings", "pretrained", "transferred")
+        for key in ("staged", "interim", "processed", "embeddings", "pretrained", "transferred")
     }
     paths |= {"baselines": str(root / "baselines"), "reports": str(root / "reports")}
     paths["accepted"] = str(root / "accepted")
