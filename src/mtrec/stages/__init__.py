@@ -64,7 +64,8 @@ STAGE_INFO: dict[str, StageInfo] = {
         item="a strategy (default: every one in transfer.strategies)",
     ),
     "baselines": StageInfo(
-        "BPR matrix factorisation on the target's rows alone, one per seed",
+        "baselines.models, one per seed: BPR-MF and LightGCN on the target's rows alone, "
+        "lightgcn_joint on both domains' (a graph per domain)",
         "paths.processed",
         "paths.baselines (models/baselines/), reports/baselines.json",
         ("baselines", "eval"),
