@@ -247,8 +247,9 @@ def fit_pairwise(
         "curve": curve,
     }
     log.info(
-        "%s seed %d: best epoch %d of %d, valid ndcg@%d %.4f",
+        "%s on %d domain(s) seed %d: best epoch %d of %d, valid ndcg@%d %.4f",
         type(model).__name__,
+        len(train),
         seed,
         best_epoch,
         epoch,

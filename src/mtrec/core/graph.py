@@ -50,7 +50,7 @@ class LightGCN(nn.Module):
         layers: int,
     ):
         super().__init__()
-        self.n_users, self.layers, self.n_domains = n_users, layers, len(adjacencies)
+        self.n_users, self.layers = n_users, layers
         for domain, adjacency in enumerate(adjacencies):
             self.register_buffer(f"adjacency{domain}", adjacency, persistent=False)
         self.user = nn.Embedding(n_users, dim)
