@@ -391,6 +391,13 @@ def test_training_runs_on_the_gpu_worker_registers_then_rolls_back(
         f"{stack.mlflow_uri}/api/2.0/mlflow/registered-models/search", timeout=30
     )
     assert anonymous.status_code == 401, anonymous.text[:500]
+    # Nor anybody with a wrong password, though the workers' login is in the server's cache.
+    wrong = requests.get(
+        f"{stack.mlflow_uri}/api/2.0/mlflow/registered-models/search",
+        auth=(stack.env["MLFLOW_TRACKING_USERNAME"], stack.env["MLFLOW_TRACKING_PASSWORD"] + "x"),
+        timeout=30,
+    )
+    assert wrong.status_code == 401, wrong.text[:500]
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", stack.env["MLFLOW_TRACKING_USERNAME"])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.env["MLFLOW_TRACKING_PASSWORD"])
     client = mlflow.MlflowClient(tracking_uri=stack.mlflow_uri)
