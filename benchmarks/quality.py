@@ -59,7 +59,9 @@ def protocol_params(name: str, spec: dict, seeds: list[int], overlay: dict | Non
         "paths": paths,
         "validate": {"gx_root": str(root)},
         "eval": {"seeds": seeds},
-        "registry": {"strategy": "scratch"},
+        # Its own MLflow store: two protocols run side by side (the project's mlflow.db,
+        # created by both at once, failed one of them: "duplicate column name: step").
+        "registry": {"strategy": "scratch", "tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},
     }
     if raw.get("protocol", {}).get("name") != "predefined":
         fixed["transfer"] = {"strategies": strategies}

@@ -1,0 +1,90 @@
+"""Validation-only check of a baseline setting on a sampled protocol (docs/models.md, ninth
+round): train one baseline of the ``baselines`` stage, then rank each of the target's valid
+positives against negatives drawn uniformly among the target's training items, never an item
+the user took in train or valid (as the Amazon release's fixed candidates). The test split is
+not read.
+
+Run it in a project or run workspace whose ``preprocess`` output exists::
+
+    python scripts/valid_sampled_hr.py lightgcn_joint '{"embedding_dim": 128}' --seed 0
+
+The JSON argument overrides ``baselines.<the model's settings>`` (``lightgcn_joint`` trains
+with ``baselines.lightgcn``'s). One JSON line per run: sampled HR@K, the full-ranking valid
+NDCG@K the trainer early-stopped on, epochs and seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mtrec.config import load_params
+from mtrec.core.evaluation import SampledTask, evaluate_sampled
+from mtrec.data.splitting import TARGET, TRAIN, VALID
+from mtrec.stages.baselines import JOINT, NAMES, train_baseline
+from mtrec.stages.modeling import load_processed
+
+
+def sampled_negatives(
+    train: pd.DataFrame, valid: pd.DataFrame, count: int, seed: int
+) -> np.ndarray:
+    """``[len(valid), count]`` items drawn uniformly among ``train``'s, redrawn until none is
+    an item the row's user has in ``train`` or ``valid``."""
+    pool = np.unique(train["item_idx"].to_numpy())
+    seen = pd.concat([train, valid])
+    width = int(seen["item_idx"].max()) + 1  # a (user, item) pair as one int64 key
+    taken = seen["user_idx"].to_numpy("int64") * width + seen["item_idx"].to_numpy("int64")
+    users = valid["user_idx"].to_numpy("int64")[:, None]
+    rng = np.random.default_rng(seed)
+    negatives = rng.choice(pool, size=(len(valid), count))
+    while (clash := np.isin(users * width + negatives, taken)).any():
+        negatives[clash] = rng.choice(pool, size=int(clash.sum()))
+    return negatives
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", choices=NAMES)
+    parser.add_argument("settings", nargs="?", default="{}", help="JSON overrides")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed")
+    parser.add_argument("--negatives", type=int, default=999)
+    parser.add_argument("--negative-seed", type=int, default=7)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)  # as the stage's workers and the bench train
+    section = JOINT.get(args.model, args.model)
+    overrides = json.loads(args.settings)
+    params = load_params(overrides={"baselines": {section: overrides}})
+    data = load_processed(params)
+    start = time.perf_counter()
+    model, info = train_baseline(params, data, args.model, args.seed)
+    seconds = time.perf_counter() - start
+
+    train, valid = data.positives(TARGET, TRAIN), data.positives(TARGET, VALID)
+    negatives = sampled_negatives(train, valid, args.negatives, args.negative_seed)
+    items = np.concatenate([valid["item_idx"].to_numpy()[:, None], negatives], axis=1)
+    users = torch.as_tensor(valid["user_idx"].to_numpy("int64", copy=True))
+    task = SampledTask(users, torch.as_tensor(items))
+    model.eval()
+    with torch.no_grad():
+        metrics = evaluate_sampled(model, task, params.eval.k)
+    summary = {
+        k: round(v, 4) for k, v in info.items() if isinstance(v, int | float) and "second" not in k
+    }
+    print(
+        json.dumps(
+            {"model": args.model, section: overrides, "seed": args.seed}
+            | {k: round(v, 4) for k, v in metrics.items()}
+            | summary
+            | {"train_seconds": round(seconds)}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
