@@ -1,16 +1,18 @@
-"""Validation-only check of a baseline setting on a sampled protocol (docs/models.md, ninth
-round): train one baseline of the ``baselines`` stage, then rank each of the target's valid
+"""Validation-only check of a setting on a sampled protocol (docs/models.md, ninth round):
+train one baseline of the ``baselines`` stage or one transfer strategy that needs no
+pretrained model (``scratch``, ``joint``, ...), then rank each of the target's valid
 positives against negatives drawn uniformly among the target's training items, never an item
 the user took in train or valid (as the Amazon release's fixed candidates). The test split is
 not read.
 
 Run it in a project or run workspace whose ``preprocess`` output exists::
 
-    python scripts/valid_sampled_hr.py lightgcn_joint '{"embedding_dim": 128}' --seed 0
+    python scripts/valid_sampled_hr.py lightgcn '{"baselines": {"lightgcn": {"layers": 3}}}'
+    python scripts/valid_sampled_hr.py joint --seed 1
 
-The JSON argument overrides ``baselines.<the model's settings>`` (``lightgcn_joint`` trains
-with ``baselines.lightgcn``'s). One JSON line per run: sampled HR@K, the full-ranking valid
-NDCG@K the trainer early-stopped on, epochs and seconds.
+The JSON argument overrides params.yaml (``lightgcn_joint`` trains with ``baselines.
+lightgcn``'s settings). One JSON line per run: sampled HR@K, and the baselines' full-ranking
+valid NDCG@K they early-stopped on, epochs and seconds.
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 import torch
 
-from mtrec.config import load_params
-from mtrec.core.evaluation import SampledTask, evaluate_sampled
+from mtrec.config import Strategy, load_params
+from mtrec.core.evaluation import SampledTask, click_scores, evaluate_sampled
 from mtrec.data.splitting import TARGET, TRAIN, VALID
-from mtrec.stages.baselines import JOINT, NAMES, train_baseline
+from mtrec.stages.baselines import NAMES, train_baseline
 from mtrec.stages.modeling import load_processed
+from mtrec.stages.transfer import target_rows, train_strategy
+
+CPU = torch.device("cpu")
 
 
 def sampled_negatives(
@@ -49,7 +55,7 @@ def sampled_negatives(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", choices=NAMES)
+    parser.add_argument("model", choices=[*NAMES, *get_args(Strategy)])
     parser.add_argument("settings", nargs="?", default="{}", help="JSON overrides")
     parser.add_argument("--seed", type=int, default=0, help="the training seed")
     parser.add_argument("--negatives", type=int, default=999)
@@ -57,12 +63,17 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # as the stage's workers and the bench train
-    section = JOINT.get(args.model, args.model)
     overrides = json.loads(args.settings)
-    params = load_params(overrides={"baselines": {section: overrides}})
+    params = load_params(overrides=overrides)
     data = load_processed(params)
     start = time.perf_counter()
-    model, info = train_baseline(params, data, args.model, args.seed)
+    if args.model in NAMES:
+        model, info = train_baseline(params, data, args.model, args.seed)
+        score = model
+    else:
+        rows = target_rows(params, data)
+        model, info = train_strategy(params, data, args.model, args.seed, rows, CPU)
+        score = click_scores(model)
     seconds = time.perf_counter() - start
 
     train, valid = data.positives(TARGET, TRAIN), data.positives(TARGET, VALID)
@@ -72,13 +83,13 @@ def main() -> None:
     task = SampledTask(users, torch.as_tensor(items))
     model.eval()
     with torch.no_grad():
-        metrics = evaluate_sampled(model, task, params.eval.k)
+        metrics = evaluate_sampled(score, task, params.eval.k)
     summary = {
         k: round(v, 4) for k, v in info.items() if isinstance(v, int | float) and "second" not in k
     }
     print(
         json.dumps(
-            {"model": args.model, section: overrides, "seed": args.seed}
+            {"model": args.model, "overrides": overrides, "seed": args.seed}
             | {k: round(v, 4) for k, v in metrics.items()}
             | summary
             | {"train_seconds": round(seconds)}
