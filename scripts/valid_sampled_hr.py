@@ -1,9 +1,10 @@
 """Validation-only check of a setting on a sampled protocol (docs/models.md, ninth round):
 train one baseline of the ``baselines`` stage or one transfer strategy that needs no
 pretrained model (``scratch``, ``joint``, ...), then rank each of the target's valid
-positives against negatives drawn uniformly among the target's training items, never an item
-the user took in train or valid (as the Amazon release's fixed candidates). The test split is
-not read.
+positives against negatives drawn without replacement among the target's training items,
+never an item the user took in train or valid (``data.tensors.sampled_task``, as the
+evaluate stage draws them; the Amazon release's fixed candidates hold none either). The test
+split is not read.
 
 Run it in a project or run workspace whose ``preprocess`` output exists::
 
@@ -23,34 +24,17 @@ import time
 from typing import get_args
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mtrec.config import Strategy, load_params
-from mtrec.core.evaluation import SampledTask, click_scores, evaluate_sampled
+from mtrec.core.evaluation import click_scores, evaluate_sampled
 from mtrec.data.splitting import TARGET, TRAIN, VALID
+from mtrec.data.tensors import sampled_task
 from mtrec.stages.baselines import NAMES, train_baseline
 from mtrec.stages.modeling import load_processed
 from mtrec.stages.transfer import target_rows, train_strategy
 
 CPU = torch.device("cpu")
-
-
-def sampled_negatives(
-    train: pd.DataFrame, valid: pd.DataFrame, count: int, seed: int
-) -> np.ndarray:
-    """``[len(valid), count]`` items drawn uniformly among ``train``'s, redrawn until none is
-    an item the row's user has in ``train`` or ``valid``."""
-    pool = np.unique(train["item_idx"].to_numpy())
-    seen = pd.concat([train, valid])
-    width = int(seen["item_idx"].max()) + 1  # a (user, item) pair as one int64 key
-    taken = seen["user_idx"].to_numpy("int64") * width + seen["item_idx"].to_numpy("int64")
-    users = valid["user_idx"].to_numpy("int64")[:, None]
-    rng = np.random.default_rng(seed)
-    negatives = rng.choice(pool, size=(len(valid), count))
-    while (clash := np.isin(users * width + negatives, taken)).any():
-        negatives[clash] = rng.choice(pool, size=int(clash.sum()))
-    return negatives
 
 
 def main() -> None:
@@ -77,10 +61,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     train, valid = data.positives(TARGET, TRAIN), data.positives(TARGET, VALID)
-    negatives = sampled_negatives(train, valid, args.negatives, args.negative_seed)
-    items = np.concatenate([valid["item_idx"].to_numpy()[:, None], negatives], axis=1)
-    users = torch.as_tensor(valid["user_idx"].to_numpy("int64", copy=True))
-    task = SampledTask(users, torch.as_tensor(items))
+    pool = np.unique(train["item_idx"].to_numpy(np.int64))
+    rng = np.random.default_rng(args.negative_seed)
+    task = sampled_task(train, valid, pool, args.negatives, rng, "--negatives")
     model.eval()
     with torch.no_grad():
         metrics = evaluate_sampled(score, task, params.eval.k)
