@@ -460,6 +460,17 @@ class LightGCNConfig(BPRConfig):
     )
 
 
+class JointGraphConfig(_Section):
+    """What ``lightgcn_joint`` adds to ``baselines.lightgcn``'s settings."""
+
+    source_weight: float = Field(
+        1.0,
+        gt=0.0,
+        description="weight of a source row's BPR loss against a target row's: below 1 the "
+        "source shapes the shared user vectors less than the target's own clicks",
+    )
+
+
 class BaselinesConfig(_Section):
     """Baselines scored beside the strategies on the same split (popularity needs no training)."""
 
@@ -471,6 +482,7 @@ class BaselinesConfig(_Section):
     )
     bpr: BPRConfig = BPRConfig()
     lightgcn: LightGCNConfig = LightGCNConfig()
+    lightgcn_joint: JointGraphConfig = JointGraphConfig()
 
 
 class EvalConfig(_Section):

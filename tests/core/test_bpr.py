@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from mtrec.config import BPRConfig, LightGCNConfig
-from mtrec.core.bpr import BPRMF, NegativeSampler, fit_bpr, fit_lightgcn, valid_ndcg
+from mtrec.core.bpr import (
+    BPRMF,
+    NegativeSampler,
+    bpr_loss,
+    domain_loss,
+    fit_bpr,
+    fit_lightgcn,
+    valid_ndcg,
+)
 from mtrec.core.evaluation import RankingTask, SampledTask, evaluate_sampled
 
 
@@ -101,5 +109,24 @@ def test_a_source_domains_clicks_teach_the_shared_users_the_target_ranks_with() 
     _, alone = fit_lightgcn([train], valid, pools[:1], 20, 60, cfg, 0, 5, 8)
     joint, both = fit_lightgcn([train, source], valid, pools, 20, 60, cfg, 0, 5, 8)
     assert alone["valid_ndcg@5"] < 0.8 < 0.95 < both["valid_ndcg@5"]
+    # weighted near zero, the source's clicks no longer reach the target's ranking
+    _, faint = fit_lightgcn([train, source], valid, pools, 20, 60, cfg, 0, 5, 8, 1e-6)
+    assert faint["valid_ndcg@5"] < 0.8
     # the exported tables are the target's graph's, the ones validation scored
     assert valid_ndcg(joint, valid, 5, 8) == pytest.approx(both["valid_ndcg@5"])
+
+
+def test_each_domains_rows_weigh_its_share_times_its_weight() -> None:
+    torch.manual_seed(0)
+    model = BPRMF(4, 6, 3)
+    users, items = torch.tensor([0, 1, 2, 3, 0]), torch.tensor([0, 1, 3, 4, 5])
+    negatives, domain = torch.tensor([2, 0, 5, 3, 4]), torch.tensor([0, 0, 1, 1, 1])
+    batch = torch.arange(5)
+    loss = domain_loss(model, (users, items), negatives, domain, batch, 0.0, [1.0, 0.25])
+    u, i, j = model.user.weight[users], model.item.weight[items], model.item.weight[negatives]
+    per_row = -torch.log(torch.sigmoid((u * i).sum(-1) - (u * j).sum(-1)))
+    expected = 2 / 5 * per_row[:2].mean() + 0.25 * 3 / 5 * per_row[2:].mean()
+    torch.testing.assert_close(loss, expected)
+    both = [1.0, 1.0]  # unweighted: the plain batch mean
+    plain = domain_loss(model, (users, items), negatives, domain, batch, 0.0, both)
+    torch.testing.assert_close(plain, bpr_loss(model, users, items, negatives, 0.0))

@@ -176,20 +176,22 @@ def valid_ndcg(model: TableModel, valid: RankingTask, k: int, block: int) -> flo
     return metrics[f"ndcg@{k}"]
 
 
-def _batch_loss(
+def domain_loss(
     model: TableModel,
     rows: Positives,
     negatives: torch.Tensor,
     domain: torch.Tensor,
     batch: torch.Tensor,
     reg_weight: float,
+    weights: Sequence[float],
 ) -> torch.Tensor:
-    """The batch's mean BPR loss, each row scored with its own domain's tables."""
+    """The batch's mean BPR loss, each row scored with its own domain's tables and weighted
+    by its domain's entry of ``weights``."""
     users, items = rows
     loss = torch.zeros(())
     for d in torch.unique(domain[batch]).tolist():
         mine = batch[domain[batch] == d]
-        share = len(mine) / len(batch)
+        share = weights[d] * len(mine) / len(batch)
         loss = loss + share * bpr_loss(
             model, users[mine], items[mine], negatives[mine], reg_weight, d
         )
@@ -205,19 +207,21 @@ def fit_pairwise(
     seed: int,
     k: int,
     block: int,
+    source_weight: float = 1.0,
 ) -> tuple[BPRMF, dict]:
     """Train ``model`` (MF or LightGCN) with BPR on the (user, item) positives of each domain
     in ``train``, each positive's negative drawn from its domain's item pool in ``pools``. The
     first domain is the target: its valid NDCG@K picks the epoch kept, and its tables are
-    exported. Stops after ``cfg.patience`` epochs without gain but not before
-    ``cfg.warmup_epochs`` (a fresh model may sit on a popularity ranking a while). Returns the
-    kept model as fixed tables and the run's record, the per-epoch validation curve (seconds
-    of training so far, NDCG) included."""
+    exported; the other domains' rows weigh ``source_weight`` each in the loss. Stops after
+    ``cfg.patience`` epochs without gain but not before ``cfg.warmup_epochs`` (a fresh model
+    may sit on a popularity ranking a while). Returns the kept model as fixed tables and the
+    run's record, the per-epoch validation curve (seconds of training so far, NDCG) included."""
     gen = torch.Generator().manual_seed(seed)
     samplers = [NegativeSampler(*pair, pool) for pair, pool in zip(train, pools, strict=True)]
     optimizer = make_optimizer(list(model.parameters()), cfg.lr, cfg.weight_decay)
     rows = (torch.cat([u for u, _ in train]), torch.cat([i for _, i in train]))
     domain = torch.cat([torch.full((len(u),), d) for d, (u, _) in enumerate(train)])
+    weights = [1.0] + [source_weight] * (len(train) - 1)
     best, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
     curve, seconds = [], 0.0
     for epoch in range(1, cfg.epochs + 1):
@@ -225,7 +229,7 @@ def fit_pairwise(
         model.train()
         negatives = torch.cat([s.draw(u, gen) for s, (u, _) in zip(samplers, train, strict=True)])
         for batch in torch.randperm(len(domain), generator=gen).split(cfg.batch_size):
-            loss = _batch_loss(model, rows, negatives, domain, batch, cfg.reg_weight)
+            loss = domain_loss(model, rows, negatives, domain, batch, cfg.reg_weight, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -287,10 +291,11 @@ def fit_lightgcn(
     seed: int,
     k: int,
     block: int,
+    source_weight: float = 1.0,
 ) -> tuple[BPRMF, dict]:
     """LightGCN over one graph per domain of the ``train`` positives, exported as the target's
-    (the first domain's) propagated tables."""
+    (the first domain's) propagated tables; ``source_weight`` weighs the source rows' loss."""
     torch.manual_seed(seed)
     adjacencies = [normalized_adjacency(*pairs, n_users, n_items) for pairs in train]
     model = LightGCN(adjacencies, n_users, n_items, cfg.embedding_dim, cfg.layers)
-    return fit_pairwise(model, train, valid, pools, cfg, seed, k, block)
+    return fit_pairwise(model, train, valid, pools, cfg, seed, k, block, source_weight)

@@ -65,6 +65,7 @@ def train_baseline(params: Params, data: ProcessedData, name: str, seed: int) ->
         # teaches little (on RecBole's ml-latest-small split a quarter of the catalogue).
         items = np.intersect1d(domain_items(data.items, domain), rows["item_idx"].unique())
         pools.append(torch.as_tensor(items))
+    joint = params.baselines.lightgcn_joint.model_dump() if name in JOINT else {}
     return TRAINERS[name](
         positives,
         valid,
@@ -75,6 +76,7 @@ def train_baseline(params: Params, data: ProcessedData, name: str, seed: int) ->
         seed,
         params.eval.k,
         params.eval.user_block,
+        **joint,
     )
 
 
