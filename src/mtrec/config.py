@@ -478,7 +478,8 @@ class BaselinesConfig(_Section):
         ["bpr", "lightgcn"],
         min_length=1,
         description="the trained baselines; lightgcn_joint: LightGCN on the source's clicks "
-        "too (shared users, one graph per domain) with baselines.lightgcn's settings",
+        "too (shared users, one graph per domain) with baselines.lightgcn's settings and "
+        "baselines.lightgcn_joint's source weight",
     )
     bpr: BPRConfig = BPRConfig()
     lightgcn: LightGCNConfig = LightGCNConfig()

@@ -5,8 +5,9 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
-from mtrec.config import load_params
+from mtrec.config import JointGraphConfig, load_params
 from mtrec.errors import ConfigError
 from mtrec.io import write_json
 from mtrec.stages import baselines, evaluate, preprocess
@@ -97,3 +98,23 @@ def test_the_joint_lightgcn_reaches_users_the_target_has_no_click_of(tmp_path, c
         for name, group in models.items()
     }
     assert cold["lightgcn_joint"] > 2 * cold["lightgcn"]
+
+    # baselines.lightgcn_joint.source_weight reaches the trainer: one epoch at another weight
+    # trains other tables, one at the same weight the same ones
+    def one_epoch(weight: float) -> torch.Tensor:
+        overrides = {"epochs": 1, "warmup_epochs": 0}
+        tuned = params.model_copy(
+            update={
+                "baselines": params.baselines.model_copy(
+                    update={
+                        "lightgcn": params.baselines.lightgcn.model_copy(update=overrides),
+                        "lightgcn_joint": JointGraphConfig(source_weight=weight),
+                    }
+                )
+            }
+        )
+        model, _ = baselines.train_baseline(tuned, data, "lightgcn_joint", 0)
+        return model.user.weight
+
+    assert torch.equal(one_epoch(1.0), one_epoch(1.0))
+    assert not torch.allclose(one_epoch(1.0), one_epoch(0.1))

@@ -65,7 +65,9 @@ def train_baseline(params: Params, data: ProcessedData, name: str, seed: int) ->
         # teaches little (on RecBole's ml-latest-small split a quarter of the catalogue).
         items = np.intersect1d(domain_items(data.items, domain), rows["item_idx"].unique())
         pools.append(torch.as_tensor(items))
-    joint = params.baselines.lightgcn_joint.model_dump() if name in JOINT else {}
+    source = (
+        {"source_weight": params.baselines.lightgcn_joint.source_weight} if name in JOINT else {}
+    )
     return TRAINERS[name](
         positives,
         valid,
@@ -76,7 +78,7 @@ def train_baseline(params: Params, data: ProcessedData, name: str, seed: int) ->
         seed,
         params.eval.k,
         params.eval.user_block,
-        **joint,
+        **source,
     )
 
 
